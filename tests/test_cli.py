@@ -1,0 +1,98 @@
+"""The CLI contract: every --help works without heavy imports; user errors are one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trtq.cli import _LATER, build_parser, main
+
+COMMANDS = ["eval", "export", "bench", "run", "calibrate", "build", "inspect", "deploy"]
+HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "tensorrt_rtx", "cuda", "PIL", "numpy")
+
+
+def test_help_imports_no_heavy_dependency():
+    code = (
+        "import sys\n"
+        "from trtq.cli import main\n"
+        f"for cmd in {COMMANDS!r} + [None]:\n"
+        "    try:\n"
+        "        main(([cmd] if cmd else []) + ['--help'])\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (cmd, e.code)\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]
+    for cmd in COMMANDS:
+        assert cmd in out.stdout
+
+
+@pytest.mark.parametrize("cmd", sorted(_LATER))
+def test_later_commands_say_they_come_later(cmd, capsys):
+    assert main([cmd, "--anything"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"trtq: error: `trtq {cmd}` is not available yet")
+    assert "\n" not in err
+
+
+def test_run_help_mentions_defaults():
+    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "--data" in text and "--out" in text and "litemedsam" in text
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("trtq: error: ") and "\n" not in err, err
+    return err
+
+
+def test_eval_missing_dataset_is_one_line(tmp_path, capsys):
+    err = _one_line_error(capsys, ["eval", "--model", "tiny_litemedsam", "--data",
+                                   str(tmp_path / "nope"), "--split", "val", "--out",
+                                   str(tmp_path / "r.json")])
+    assert "instances_val.json does not exist" in err
+
+
+def test_eval_non_coco_annotation_file(tmp_path, capsys):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val").mkdir()
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps({"images": []}))
+    err = _one_line_error(capsys, ["eval", "--model", "tiny_litemedsam", "--data", str(tmp_path),
+                                   "--split", "val", "--out", str(tmp_path / "r.json")])
+    assert "is not a COCO instances file (missing annotations, categories)" in err
+
+
+def test_bench_missing_onnx(tmp_path, capsys):
+    err = _one_line_error(capsys, ["bench", "--onnx", str(tmp_path / "x.onnx"), "--out",
+                                   str(tmp_path / "b.json")])
+    assert "does not exist" in err
+
+
+def test_bench_rejects_non_onnx_file(tmp_path, capsys):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"definitely not protobuf")
+    err = _one_line_error(capsys, ["bench", "--onnx", str(bad), "--out", str(tmp_path / "b.json")])
+    assert "is not a valid ONNX model" in err
+
+
+def test_unknown_model(tmp_path, capsys):
+    err = _one_line_error(capsys, ["export", "--model", "sam_vit_z", "--out", str(tmp_path)])
+    assert "unknown model 'sam_vit_z'" in err and "litemedsam" in err
+
+
+def test_models_without_downloadable_weights_need_a_checkpoint(tmp_path, capsys):
+    err = _one_line_error(capsys, ["export", "--model", "sam_vit_b", "--out", str(tmp_path)])
+    assert "needs --checkpoint PATH" in err
+
+
+@pytest.mark.parametrize("flag,value", [("--iterations", "0"), ("--warmup", "-1")])
+def test_bench_rejects_bad_counts(flag, value, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--onnx", "x.onnx", "--out", str(tmp_path / "b.json"), flag, value])
+    assert exc.value.code == 2

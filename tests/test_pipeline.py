@@ -1,0 +1,45 @@
+"""`trtq run` end to end on a tiny model (fast) and on the real LiteMedSAM (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trtq.cli import main
+
+
+def test_run_on_tiny_model_writes_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--model", "tiny_litemedsam", "--iterations", "3", "--warmup", "1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == [
+        "decoder.onnx", "decoder.onnx.json", "encoder.onnx", "encoder.onnx.json"]
+    agreement = report["sample_agreement"]
+    assert agreement["images"] == 8 and agreement["agreement_miou"] > 0.98
+    for part in ("encoder", "decoder"):
+        bench = report["bench"][part]
+        assert bench["iterations"] == 3 and bench["latency_ms"]["median"] > 0
+    assert "eval" not in report  # no --data given
+    md = (out / "report.md").read_text()
+    assert md.startswith("# trtq run: tiny_litemedsam") and "| encoder |" in md
+    assert md in capsys.readouterr().out
+    assert main(argv) == 2  # a non-empty output folder is never overwritten silently
+    assert "is not empty; choose another --out or pass --force" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_litemedsam_with_busi_subset(busi, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(busi), "--split", "val", "--limit", "8",
+                 "--iterations", "5", "--warmup", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["checkpoint_sha256"].startswith("79d8c9dc")
+    ev = report["eval"]
+    assert ev["torch"]["instances"] == ev["onnxruntime"]["instances"] == 8
+    assert abs(ev["torch"]["miou"] - ev["onnxruntime"]["miou"]) < 1e-3
+    assert ev["onnxruntime"]["agreement_miou"] > 0.99
+    assert report["sample_agreement"]["agreement_miou"] > 0.99
+    assert (out / "eval_torch.json").is_file() and (out / "eval_onnxruntime.json").is_file()

@@ -1,0 +1,1 @@
+"""Benchmarks: latency runners (onnxruntime now; TensorRT, trtexec, tegrastats next), reports."""

@@ -1,0 +1,177 @@
+"""The `trtq` command line: one subcommand per pipeline stage, plus `run` (the whole pipeline).
+
+Only argparse and the standard library are imported at start-up; each subcommand imports its
+implementation (and torch, onnx, onnxruntime, TensorRT) when it runs, so `--help` is instant
+and works with only the core dependencies installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from trtq import __version__
+from trtq.errors import TrtqError
+
+DEFAULT_MODEL = "litemedsam"
+MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit_h, "
+              "or a tiny_* test config (default: %(default)s)")
+
+_LATER = {
+    "calibrate": "calibrate a model with a quantization recipe (coming with the calibration core)",
+    "build": "build a TensorRT engine from ONNX (coming with the TensorRT engine builder)",
+    "inspect": "lint Q/DQ ONNX, print recipes and engines (coming with the calibration core)",
+    "deploy": "push, build and benchmark on a Jetson over SSH (coming with Jetson deployment)",
+}
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="weights file (.pth); LiteMedSAM's is fetched and verified if omitted")
+
+
+def _force_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="box-prompted mask mIoU on a COCO-format split",
+                       description="Box-prompted mask evaluation against ground truth (mIoU), "
+                       "optionally against a reference run (agreement), with PyTorch or "
+                       "onnxruntime.")
+    _model_args(p)
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="COCO dataset root (DIR/annotations/instances_SPLIT.json, DIR/SPLIT/)")
+    p.add_argument("--split", required=True, help="split name, e.g. val or val2017")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--onnx-dir", metavar="D", help="folder from `trtq export` (onnxruntime)")
+    p.add_argument("--reference", metavar="FILE.json",
+                   help="an earlier eval result: report mask agreement with it")
+    p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--box-source", choices=("mask", "bbox"), default="mask",
+                   help="box prompt: tight box of the GT mask (default) or the COCO bbox field")
+    p.add_argument("--threads", type=POSITIVE,
+                   help="onnxruntime intra-op threads (default: all)")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="result JSON")
+    _force_arg(p)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export encoder and decoder ONNX",
+                       description="Export the image encoder and the prompt+mask decoder as "
+                       "FP32 ONNX (checked, compared with PyTorch in onnxruntime).")
+    _model_args(p)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars)")
+    _force_arg(p)
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="latency of an ONNX model in onnxruntime",
+                       description="Latency and throughput of an ONNX model in onnxruntime "
+                       "(CPU): warm-up, timed runs, median/p90/p99, FPS, peak RSS. Writes "
+                       "FILE.json and FILE.md.")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX model to time")
+    p.add_argument("--iterations", type=POSITIVE, default=50, help="timed runs (default 50)")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="warm-up runs (default 5)")
+    p.add_argument("--threads", type=POSITIVE,
+                   help="onnxruntime intra-op threads (default: all)")
+    p.add_argument("--shape", action="append", metavar="NAME:DIMS",
+                   help="shape of a dynamic input, e.g. boxes:4x4 (repeatable; default 1)")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="result JSON")
+    _force_arg(p)
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="the whole pipeline on embedded defaults",
+                       description="Export LiteMedSAM (or --model) to ONNX, check PyTorch vs "
+                       "onnxruntime agreement on the bundled sample images, evaluate mIoU on "
+                       "--data/--split when given, benchmark encoder and decoder, and write "
+                       "report.json + report.md.")
+    _model_args(p)
+    p.add_argument("--data", metavar="DIR", help="COCO dataset root for mIoU (optional)")
+    p.add_argument("--split", default="val", help="split of --data (default: %(default)s)")
+    p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--iterations", type=POSITIVE, default=20, help="timed bench runs (default 20)")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=3, help="warm-up bench runs (default 3)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: runs/<model>-<timestamp>)")
+    _force_arg(p)
+
+
+def _add_later(sub, name: str, summary: str) -> None:
+    p = sub.add_parser(name, help=f"[not yet available] {summary}",
+                       description=f"Not available yet: {summary}.")
+    p.set_defaults(later=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trtq",
+        description="Quantize vision transformers post-training and deploy them with TensorRT.")
+    parser.add_argument("--version", action="version", version=f"trtq {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="warnings only, no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_eval(sub)
+    _add_export(sub)
+    _add_bench(sub)
+    _add_run(sub)
+    for name, summary in _LATER.items():
+        _add_later(sub, name, summary)
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("trtq: %(message)s"))
+    root = logging.getLogger("trtq")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in _LATER:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _configure_logging(args.verbose, args.quiet)
+    args.progress = not args.quiet and sys.stderr.isatty()
+    try:
+        if args.command in _LATER:
+            raise TrtqError(f"`trtq {args.command}` is not available yet: {_LATER[args.command]}")
+        module = importlib.import_module(f"trtq.commands.{args.command}_cmd")
+        return module.run(args) or 0
+    except TrtqError as exc:
+        print(f"trtq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trtq: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

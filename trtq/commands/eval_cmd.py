@@ -1,0 +1,51 @@
+"""`trtq eval`: box-prompted mask mIoU (and agreement with a reference run)."""
+
+from __future__ import annotations
+
+import logging
+
+from trtq.errors import TrtqError
+
+log = logging.getLogger("trtq.eval")
+
+
+def make_backend(args):
+    if args.backend == "onnxruntime":
+        if not args.onnx_dir:
+            raise TrtqError("--backend onnxruntime needs --onnx-dir (a folder from `trtq export`)")
+        from trtq.eval.backends import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(args.onnx_dir, model=args.model, threads=args.threads)
+        return backend, {"model": args.model, "onnx_dir": str(args.onnx_dir),
+                         "onnx_sha256": backend.onnx_sha256}
+    from trtq.commands._common import checkpoint_record
+    from trtq.eval.backends import TorchBackend
+    from trtq.models import load_model
+
+    record = checkpoint_record(args.model, args.checkpoint)
+    model = load_model(args.model, record["checkpoint"])
+    return TorchBackend(model), record
+
+
+def run(args) -> int:
+    from trtq import artifacts
+    from trtq.commands._common import progress, read_json
+    from trtq.data import CocoBoxDataset
+    from trtq.eval.sam_eval import evaluate, format_table
+
+    artifacts.check_writable(args.out, args.force)
+    reference = read_json(args.reference, "reference") if args.reference else None
+    dataset = CocoBoxDataset(args.data, args.split, box_source=args.box_source, limit=args.limit)
+    backend, provenance = make_backend(args)
+    log.info("evaluating %s (%s) on %s/%s: %d images, %d instances", args.model, backend.name,
+             args.data, args.split, len(dataset), dataset.num_instances)
+    result = evaluate(backend, progress(dataset, args.progress, len(dataset), "eval"), reference)
+    record = {**result.summary(), "backend": backend.name, **provenance,
+              "data": str(args.data), "split": args.split, "box_source": args.box_source,
+              "limit": args.limit, "reference": str(args.reference) if args.reference else None,
+              "seconds": result.seconds, "versions": artifacts.package_versions(),
+              "per_instance": result.per_instance}
+    artifacts.write_json(args.out, record, force=args.force)
+    print(format_table([(f"{args.model} ({backend.name})", result.summary())]))
+    log.info("wrote %s", args.out)
+    return 0

@@ -1,0 +1,22 @@
+"""`trtq run`: the whole pipeline on embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("trtq.pipeline")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from trtq.pipeline import RunConfig, run_pipeline
+
+    cfg = RunConfig(model=args.model, checkpoint=args.checkpoint, data=args.data,
+                    split=args.split, limit=args.limit, iterations=args.iterations,
+                    warmup=args.warmup, out=args.out, force=args.force, progress=args.progress)
+    report = run_pipeline(cfg)
+    out = Path(report["config"]["out"])
+    print((out / "report.md").read_text(encoding="utf-8"), end="")
+    log.info("wrote %s", out / "report.json")
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: box-prompted mask IoU against ground truth and agreement between runs."""

@@ -1,0 +1,125 @@
+"""`trtq run`: the whole pipeline on embedded defaults, in one call.
+
+Today it runs what exists: FP32 ONNX export, PyTorch-vs-onnxruntime agreement on the bundled
+sample images, mIoU on a COCO split when one is given (PyTorch and onnxruntime), and an
+onnxruntime CPU benchmark of encoder and decoder. It writes report.json and report.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trtq import artifacts
+from trtq.errors import ArtifactError
+from trtq.pipeline_report import run_markdown
+
+log = logging.getLogger("trtq.pipeline")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str = "litemedsam"
+    checkpoint: str | None = None
+    data: str | None = None
+    split: str = "val"
+    limit: int | None = None
+    iterations: int = 20
+    warmup: int = 3
+    out: str | None = None
+    force: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.warmup < 0:
+            raise ValueError("iterations must be >= 1 and warmup >= 0")
+
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / f"{self.model}-{stamp}"
+
+
+def _prepare_out(cfg: RunConfig) -> Path:
+    out = cfg.out_dir()
+    if out.exists() and any(out.iterdir()) and not cfg.force:
+        raise ArtifactError(f"{out} is not empty; choose another --out or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def sample_agreement(torch_backend, ort_backend) -> dict:
+    """Mask IoU between PyTorch and onnxruntime on the bundled images, centre-box prompts."""
+    from trtq.data.images import load_rgb
+    from trtq.data.samples import center_box, sample_image_paths
+    from trtq.eval.masks import mask_iou
+    from trtq.eval.sam_eval import predict_masks
+
+    rows = []
+    for path in sample_image_paths():
+        rgb = load_rgb(path)
+        box = center_box(rgb.shape[:2])
+        a, _ = predict_masks(torch_backend, rgb, box)
+        b, _ = predict_masks(ort_backend, rgb, box)
+        rows.append({"image": path.name, "agreement": mask_iou(a[0], b[0]),
+                     "mask_fraction": float(a[0].mean())})
+    return {"images": len(rows), "agreement_miou": float(np.mean([r["agreement"] for r in rows])),
+            "per_image": rows}
+
+
+def _evaluate_split(cfg: RunConfig, torch_backend, ort_backend, out: Path) -> dict:
+    from trtq.commands._common import progress
+    from trtq.data import CocoBoxDataset
+    from trtq.eval.sam_eval import evaluate
+
+    dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit)
+    log.info("evaluating on %s/%s: %d images, %d instances", cfg.data, cfg.split,
+             len(dataset), dataset.num_instances)
+    summaries = {}
+    reference = None
+    for backend in (torch_backend, ort_backend):
+        samples = progress(dataset, cfg.progress, len(dataset), f"eval {backend.name}")
+        result = evaluate(backend, samples, reference)
+        record = {**result.summary(), "backend": backend.name, "data": str(cfg.data),
+                  "split": cfg.split, "seconds": result.seconds,
+                  "per_instance": result.per_instance}
+        artifacts.write_json(out / f"eval_{backend.name}.json", record, force=cfg.force)
+        summaries[backend.name] = result.summary() | {"seconds": result.seconds}
+        reference = reference or record
+    return summaries
+
+
+def run_pipeline(cfg: RunConfig) -> dict:
+    from trtq.bench.onnxruntime_bench import bench_onnx
+    from trtq.commands._common import checkpoint_record
+    from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
+    from trtq.export.onnx_fp32 import ExportSpec, export_fp32
+    from trtq.models import load_model
+
+    out = _prepare_out(cfg)
+    provenance = checkpoint_record(cfg.model, cfg.checkpoint)
+    model = load_model(cfg.model, provenance["checkpoint"])
+    onnx_dir = out / "onnx"
+    exported = export_fp32(model, ExportSpec(cfg.model, provenance["checkpoint_sha256"]),
+                           onnx_dir, force=cfg.force)
+    torch_backend = TorchBackend(model)
+    ort_backend = OnnxRuntimeBackend(onnx_dir, model=cfg.model)
+    log.info("comparing PyTorch and onnxruntime masks on the bundled sample images")
+    report = {"config": asdict(cfg) | {"out": str(out)}, **provenance, "export": exported,
+              "sample_agreement": sample_agreement(torch_backend, ort_backend)}
+    if cfg.data:
+        report["eval"] = _evaluate_split(cfg, torch_backend, ort_backend, out)
+    report["bench"] = {}
+    for part in ("encoder", "decoder"):
+        record = bench_onnx(onnx_dir / f"{part}.onnx", cfg.iterations, cfg.warmup,
+                            progress=cfg.progress)
+        report["bench"][part] = {k: v for k, v in record.items() if k != "samples_ms"}
+    report["versions"] = artifacts.package_versions()
+    artifacts.write_json(out / "report.json", report, force=cfg.force)
+    artifacts.write_text(out / "report.md", run_markdown(report), force=cfg.force)
+    return report
