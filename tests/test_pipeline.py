@@ -30,6 +30,22 @@ def test_run_on_tiny_model_writes_report(tmp_path, capsys):
     assert "is not empty; choose another --out or pass --force" in capsys.readouterr().err
 
 
+def test_run_on_a_user_image_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        pixels = np.random.default_rng(i).integers(0, 255, (40, 70, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"{i}.jpg")
+    out = tmp_path / "run"
+    assert main(["run", "--model", "tiny_litemedsam", "--images", str(images), "--iterations",
+                 "2", "--warmup", "0", "--out", str(out)]) == 0
+    agreement = json.loads((out / "report.json").read_text())["sample_agreement"]
+    assert [r["image"] for r in agreement["per_image"]] == ["0.jpg", "1.jpg"]
+
+
 @pytest.mark.slow
 def test_run_litemedsam_with_busi_subset(busi, tmp_path):
     out = tmp_path / "run"

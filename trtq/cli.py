@@ -109,6 +109,8 @@ def _add_run(sub) -> None:
                        "--data/--split when given, benchmark encoder and decoder, and write "
                        "report.json + report.md.")
     _model_args(p)
+    p.add_argument("--images", metavar="DIR",
+                   help="images for the PyTorch-vs-ONNX agreement check (default: bundled samples)")
     p.add_argument("--data", metavar="DIR", help="COCO dataset root for mIoU (optional)")
     p.add_argument("--split", default="val", help="split of --data (default: %(default)s)")
     p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate the first N images only")

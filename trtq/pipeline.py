@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from trtq import artifacts
+from trtq.data.images import ImageFolder, load_rgb
 from trtq.errors import ArtifactError
 from trtq.pipeline_report import run_markdown
 
@@ -25,6 +26,7 @@ log = logging.getLogger("trtq.pipeline")
 class RunConfig:
     model: str = "litemedsam"
     checkpoint: str | None = None
+    images: str | None = None  # folder for the agreement check; default: bundled samples
     data: str | None = None
     split: str = "val"
     limit: int | None = None
@@ -53,15 +55,14 @@ def _prepare_out(cfg: RunConfig) -> Path:
     return out
 
 
-def sample_agreement(torch_backend, ort_backend) -> dict:
-    """Mask IoU between PyTorch and onnxruntime on the bundled images, centre-box prompts."""
-    from trtq.data.images import load_rgb
-    from trtq.data.samples import center_box, sample_image_paths
+def sample_agreement(torch_backend, ort_backend, paths: list[Path]) -> dict:
+    """Mask IoU between PyTorch and onnxruntime on `paths`, one centre-box prompt per image."""
+    from trtq.data.samples import center_box
     from trtq.eval.masks import mask_iou
     from trtq.eval.sam_eval import predict_masks
 
     rows = []
-    for path in sample_image_paths():
+    for path in paths:
         rgb = load_rgb(path)
         box = center_box(rgb.shape[:2])
         a, _ = predict_masks(torch_backend, rgb, box)
@@ -72,12 +73,10 @@ def sample_agreement(torch_backend, ort_backend) -> dict:
             "per_image": rows}
 
 
-def _evaluate_split(cfg: RunConfig, torch_backend, ort_backend, out: Path) -> dict:
+def _evaluate_split(cfg: RunConfig, dataset, torch_backend, ort_backend, out: Path) -> dict:
     from trtq.commands._common import progress
-    from trtq.data import CocoBoxDataset
     from trtq.eval.sam_eval import evaluate
 
-    dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit)
     log.info("evaluating on %s/%s: %d images, %d instances", cfg.data, cfg.split,
              len(dataset), dataset.num_instances)
     summaries = {}
@@ -97,10 +96,15 @@ def _evaluate_split(cfg: RunConfig, torch_backend, ort_backend, out: Path) -> di
 def run_pipeline(cfg: RunConfig) -> dict:
     from trtq.bench.onnxruntime_bench import bench_onnx
     from trtq.commands._common import checkpoint_record
+    from trtq.data import CocoBoxDataset
+    from trtq.data.samples import sample_image_paths
     from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
     from trtq.models import load_model
 
+    # Validate every input before minutes of export work.
+    images = ImageFolder(cfg.images).paths if cfg.images else sample_image_paths()
+    dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit) if cfg.data else None
     out = _prepare_out(cfg)
     provenance = checkpoint_record(cfg.model, cfg.checkpoint)
     model = load_model(cfg.model, provenance["checkpoint"])
@@ -111,9 +115,9 @@ def run_pipeline(cfg: RunConfig) -> dict:
     ort_backend = OnnxRuntimeBackend(onnx_dir, model=cfg.model)
     log.info("comparing PyTorch and onnxruntime masks on the bundled sample images")
     report = {"config": asdict(cfg) | {"out": str(out)}, **provenance, "export": exported,
-              "sample_agreement": sample_agreement(torch_backend, ort_backend)}
-    if cfg.data:
-        report["eval"] = _evaluate_split(cfg, torch_backend, ort_backend, out)
+              "sample_agreement": sample_agreement(torch_backend, ort_backend, images)}
+    if dataset is not None:
+        report["eval"] = _evaluate_split(cfg, dataset, torch_backend, ort_backend, out)
     report["bench"] = {}
     for part in ("encoder", "decoder"):
         record = bench_onnx(onnx_dir / f"{part}.onnx", cfg.iterations, cfg.warmup,

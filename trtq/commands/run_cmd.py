@@ -12,7 +12,8 @@ def run(args) -> int:
 
     from trtq.pipeline import RunConfig, run_pipeline
 
-    cfg = RunConfig(model=args.model, checkpoint=args.checkpoint, data=args.data,
+    cfg = RunConfig(model=args.model, checkpoint=args.checkpoint, images=args.images,
+                    data=args.data,
                     split=args.split, limit=args.limit, iterations=args.iterations,
                     warmup=args.warmup, out=args.out, force=args.force, progress=args.progress)
     report = run_pipeline(cfg)
