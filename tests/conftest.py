@@ -40,11 +40,11 @@ def litemedsam():
 @pytest.fixture(scope="session")
 def litemedsam_onnx(litemedsam, tmp_path_factory) -> Path:
     """FP32 ONNX export of the real LiteMedSAM, shared by the tests that need it."""
-    from trtq.commands._common import checkpoint_record
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
+    from trtq.models import checkpoint_provenance
 
     out = tmp_path_factory.mktemp("litemedsam_onnx")
-    sha = checkpoint_record("litemedsam", None)["checkpoint_sha256"]
+    sha = checkpoint_provenance("litemedsam", None)["checkpoint_sha256"]
     export_fp32(litemedsam, ExportSpec("litemedsam", sha), out)
     return out
 

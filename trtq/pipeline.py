@@ -74,8 +74,8 @@ def sample_agreement(torch_backend, ort_backend, paths: list[Path]) -> dict:
 
 
 def _evaluate_split(cfg: RunConfig, dataset, torch_backend, ort_backend, out: Path) -> dict:
-    from trtq.commands._common import progress
     from trtq.eval.sam_eval import evaluate
+    from trtq.progress import progress
 
     log.info("evaluating on %s/%s: %d images, %d instances", cfg.data, cfg.split,
              len(dataset), dataset.num_instances)
@@ -95,25 +95,24 @@ def _evaluate_split(cfg: RunConfig, dataset, torch_backend, ort_backend, out: Pa
 
 def run_pipeline(cfg: RunConfig) -> dict:
     from trtq.bench.onnxruntime_bench import bench_onnx
-    from trtq.commands._common import checkpoint_record
     from trtq.data import CocoBoxDataset
     from trtq.data.samples import sample_image_paths
     from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
-    from trtq.models import load_model
+    from trtq.models import checkpoint_provenance, load_model
 
     # Validate every input before minutes of export work.
     images = ImageFolder(cfg.images).paths if cfg.images else sample_image_paths()
     dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit) if cfg.data else None
     out = _prepare_out(cfg)
-    provenance = checkpoint_record(cfg.model, cfg.checkpoint)
+    provenance = checkpoint_provenance(cfg.model, cfg.checkpoint)
     model = load_model(cfg.model, provenance["checkpoint"])
     onnx_dir = out / "onnx"
     exported = export_fp32(model, ExportSpec(cfg.model, provenance["checkpoint_sha256"]),
                            onnx_dir, force=cfg.force)
     torch_backend = TorchBackend(model)
     ort_backend = OnnxRuntimeBackend(onnx_dir, model=cfg.model)
-    log.info("comparing PyTorch and onnxruntime masks on the bundled sample images")
+    log.info("comparing PyTorch and onnxruntime masks on %d images", len(images))
     report = {"config": asdict(cfg) | {"out": str(out)}, **provenance, "export": exported,
               "sample_agreement": sample_agreement(torch_backend, ort_backend, images)}
     if dataset is not None:

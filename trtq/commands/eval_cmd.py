@@ -18,20 +18,20 @@ def make_backend(args):
         backend = OnnxRuntimeBackend(args.onnx_dir, model=args.model, threads=args.threads)
         return backend, {"model": args.model, "onnx_dir": str(args.onnx_dir),
                          "onnx_sha256": backend.onnx_sha256}
-    from trtq.commands._common import checkpoint_record
     from trtq.eval.backends import TorchBackend
-    from trtq.models import load_model
+    from trtq.models import checkpoint_provenance, load_model
 
-    record = checkpoint_record(args.model, args.checkpoint)
+    record = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, record["checkpoint"])
     return TorchBackend(model), record
 
 
 def run(args) -> int:
     from trtq import artifacts
-    from trtq.commands._common import progress, read_json
+    from trtq.commands._common import read_json
     from trtq.data import CocoBoxDataset
     from trtq.eval.sam_eval import evaluate, format_table
+    from trtq.progress import progress
 
     artifacts.check_writable(args.out, args.force)
     reference = read_json(args.reference, "reference") if args.reference else None

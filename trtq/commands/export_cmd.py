@@ -10,13 +10,12 @@ log = logging.getLogger("trtq.export")
 
 
 def run(args) -> int:
-    from trtq.commands._common import checkpoint_record
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
-    from trtq.models import load_model
+    from trtq.models import checkpoint_provenance, load_model
 
     if args.opset < 17:
         raise TrtqError(f"--opset {args.opset} is too old: LayerNormalization needs opset >= 17")
-    record = checkpoint_record(args.model, args.checkpoint)
+    record = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, record["checkpoint"])
     spec = ExportSpec(args.model, record["checkpoint_sha256"], args.opset)
     result = export_fp32(model, spec, args.out, force=args.force)

@@ -7,6 +7,15 @@
 """
 
 from trtq.models import zoo as _zoo  # noqa: F401  (registers the models)
-from trtq.models.registry import ModelSpec, get_spec, load_model, model_names, register_model
+from trtq.models.registry import (
+    ModelSpec,
+    checkpoint_provenance,
+    get_spec,
+    load_model,
+    model_names,
+    register_model,
+    resolve_checkpoint,
+)
 
-__all__ = ["ModelSpec", "get_spec", "load_model", "model_names", "register_model"]
+__all__ = ["ModelSpec", "checkpoint_provenance", "get_spec", "load_model", "model_names",
+           "register_model", "resolve_checkpoint"]

@@ -9,8 +9,10 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtq.artifacts import sha256_file
 from trtq.errors import CheckpointError, TrtqError
 from trtq.models.checkpoints import WheelAsset, load_state_dict, load_strict, resolve_asset
 
@@ -57,6 +59,31 @@ def get_spec(name: str) -> ModelSpec:
         raise TrtqError(f"unknown model {name!r}; choose one of: {choices}") from None
 
 
+def resolve_checkpoint(
+    name: str, checkpoint: str | os.PathLike | None = None, download: bool = True
+) -> Path | None:
+    """The weights file model `name` will load: the user's path (verified against the model's
+    published hash when it has one), its fetched default, or None for random test configs."""
+    spec = get_spec(name)
+    if spec.weights is not None:
+        return resolve_asset(spec.weights, checkpoint, download=download)
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if spec.needs_checkpoint:
+        raise CheckpointError(
+            f"model {name!r} needs --checkpoint PATH (its official weights cannot be "
+            "downloaded by trtq; pass the .pth file you have)"
+        )
+    return None
+
+
+def checkpoint_provenance(name: str, checkpoint: str | os.PathLike | None = None) -> dict:
+    """Model name, weights file and its SHA-256, for results and sidecars."""
+    path = resolve_checkpoint(name, checkpoint)
+    return {"model": name, "checkpoint": str(path) if path else None,
+            "checkpoint_sha256": sha256_file(path) if path else None}
+
+
 def load_model(
     name: str, checkpoint: str | os.PathLike | None = None, download: bool = True
 ) -> SamModel:
@@ -68,20 +95,10 @@ def load_model(
     import torch
 
     spec = get_spec(name)
+    path = resolve_checkpoint(name, checkpoint, download)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = spec.build()
-    if spec.weights is not None:
-        path = resolve_asset(spec.weights, checkpoint, download=download)
-    elif checkpoint is not None:
-        path = checkpoint
-    elif spec.needs_checkpoint:
-        raise CheckpointError(
-            f"model {name!r} needs --checkpoint PATH (its official weights cannot be "
-            "downloaded by trtq; pass the .pth file you have)"
-        )
-    else:
-        path = None
     if path is not None:
         log.info("loading %s weights from %s", name, path)
         load_strict(model, load_state_dict(path), name, path)
