@@ -33,6 +33,17 @@ def test_busi_subset_torch_matches_onnxruntime(litemedsam, litemedsam_onnx, busi
     assert torch_run.miou > 0.75  # a working model on in-domain lesions
 
 
+def test_export_sidecar_records_the_checkpoint(litemedsam_onnx):
+    from trtq.artifacts import read_sidecar
+    from trtq.models.checkpoints import LITEMEDSAM_WEIGHTS
+
+    for part in ("encoder", "decoder"):
+        record = read_sidecar(litemedsam_onnx / f"{part}.onnx")
+        assert record["inputs"] == {"checkpoint": LITEMEDSAM_WEIGHTS.sha256}
+        assert record["model"] == "litemedsam" and record["parity_max_rel_diff"] < 1e-4
+        assert record["preprocess"]["box_rounding"] == "floor"
+
+
 def test_eval_cli_writes_results_and_agreement(litemedsam_onnx, busi, tmp_path, capsys):
     ref = tmp_path / "torch.json"
     assert main(["eval", "--data", str(busi), "--split", "val", "--limit", "3",

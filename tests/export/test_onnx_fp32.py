@@ -60,8 +60,11 @@ def test_sidecars(tiny_onnx):
     assert enc["sha256"] == sha256_file(tiny_onnx / "encoder.onnx")
     assert enc["preprocess"]["input_size"] == 64 and enc["preprocess"]["resize"] == "area"
     assert enc["parity_max_rel_diff"] < 1e-4 and enc["versions"]["torch"].startswith("2.")
+    assert enc["input_shapes"] == {"image": [1, 3, 64, 64]}
+    assert enc["output_names"] == ["image_embeddings"] and enc["inputs"] == {}
     dec = read_sidecar(tiny_onnx / "decoder.onnx")
     assert dec["part"] == "decoder" and dec["parity_cases"] == 2
+    assert dec["dynamic_axes"]["boxes"] == {"0": "num_boxes"}
 
 
 def test_refuses_to_overwrite_then_force(tmp_path):

@@ -24,13 +24,14 @@ def parse_shapes(specs: list[str] | None) -> dict[str, tuple[int, ...]]:
     """`name:1x4` strings (the trtexec --shapes form) → {name: (1, 4)}."""
     shapes = {}
     for spec in specs or []:
-        name, sep, dims = spec.rpartition(":")
+        name, _, dims = spec.rpartition(":")
         try:
-            shapes[name] = tuple(int(d) for d in dims.split("x"))
+            shape = tuple(int(d) for d in dims.split("x"))
         except ValueError:
-            name = ""
-        if not sep or not name or not all(d > 0 for d in shapes.get(name, (0,))):
+            shape = ()
+        if not name or not shape or min(shape) < 1:
             raise TrtqError(f"bad --shape {spec!r}; write NAME:DxDxD, e.g. boxes:4x4")
+        shapes[name] = shape
     return shapes
 
 

@@ -15,6 +15,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,6 @@ from trtq.errors import ArtifactError
 
 log = logging.getLogger("trtq.export")
 
-ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 DEFAULT_OPSET = 17
 # Parity bound between onnxruntime and PyTorch, relative to the output's largest magnitude.
 PARITY_RTOL = 1e-4
@@ -54,87 +54,103 @@ def sample_inputs(model, num_boxes: int = 3, seed: int = 0):
     return image, torch.from_numpy(boxes)
 
 
-def _torch_export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int) -> None:
+@dataclass(frozen=True)
+class OnnxPart:
+    """One exported graph: the module, example inputs for tracing, names, and parity inputs."""
+
+    name: str  # "encoder" / "decoder": the file is <name>.onnx
+    module: Any
+    example_args: tuple
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    parity_feeds: tuple[dict, ...]
+    dynamic_axes: dict | None = None
+
+
+def _torch_export(part: OnnxPart, path: Path, opset: int) -> None:
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices are expected here
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
-                          input_names=inputs, output_names=outputs, dynamic_axes=dynamic_axes,
+        torch.onnx.export(part.module, part.example_args, str(path), dynamo=False,
+                          opset_version=opset, input_names=list(part.inputs),
+                          output_names=list(part.outputs), dynamic_axes=part.dynamic_axes,
                           do_constant_folding=True)
 
 
-def _parity(session, feeds: dict, expected: list[np.ndarray]) -> float:
-    got = session.run(None, feeds)
+def _parity(part: OnnxPart, session) -> float:
+    """Largest |onnxruntime − PyTorch| over the parity inputs, relative to max(1, max|PyTorch|)."""
+    import torch
+
     worst = 0.0
-    for g, e in zip(got, expected, strict=True):
-        if g.shape != e.shape:
-            raise ArtifactError(f"ONNX output shape {g.shape} differs from PyTorch {e.shape}")
-        scale = max(float(np.abs(e).max()), 1.0)
-        worst = max(worst, float(np.abs(g - e).max()) / scale)
+    for feeds in part.parity_feeds:
+        with torch.inference_mode():
+            expected = part.module(*(torch.from_numpy(feeds[n]) for n in part.inputs))
+        expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+        for got, ref in zip(session.run(None, feeds), expected, strict=True):
+            ref = ref.numpy()
+            if got.shape != ref.shape:
+                raise ArtifactError(f"{part.name}: ONNX output shape {got.shape} differs from "
+                                    f"PyTorch {ref.shape}; the export is wrong")
+            scale = max(float(np.abs(ref).max()), 1.0)
+            worst = max(worst, float(np.abs(got - ref).max()) / scale)
     return worst
 
 
-def _write_part(module, args, target: Path, names, dynamic_axes, spec: ExportSpec, force: bool,
-                parity_feeds: list[dict]) -> dict:
-    """Export one part, verify it, move it into place and write its sidecar."""
-    import torch
-
+def export_part(part: OnnxPart, path: Path, opset: int, force: bool = False) -> dict:
+    """Export, check with onnx.checker, compare with PyTorch in onnxruntime, then move into
+    place; a failed check leaves nothing behind. Returns the parity record."""
     from trtq.engines.onnxruntime_session import check_onnx, create_session
 
-    inputs, outputs = names
-    with atomic_output(target, force) as tmp:
-        _torch_export(module, args, tmp, inputs, outputs, dynamic_axes, spec.opset)
+    with atomic_output(path, force) as tmp:
+        _torch_export(part, tmp, opset)
         check_onnx(tmp)
-        session = create_session(tmp)
-        worst = 0.0
-        with torch.inference_mode():
-            for feeds in parity_feeds:
-                expected = module(*(torch.from_numpy(feeds[n]) for n in inputs))
-                expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
-                worst = max(worst, _parity(session, feeds, [t.numpy() for t in expected]))
+        worst = _parity(part, create_session(tmp))
         if worst > PARITY_RTOL:
-            raise ArtifactError(f"{target.name}: onnxruntime differs from PyTorch by {worst:.2e} "
+            raise ArtifactError(f"{path.name}: onnxruntime differs from PyTorch by {worst:.2e} "
                                 f"(relative, bound {PARITY_RTOL:.0e}); the export is wrong")
-    return {"parity_max_rel_diff": worst, "parity_cases": len(parity_feeds)}
+    return {"parity_max_rel_diff": worst, "parity_cases": len(part.parity_feeds)}
 
 
-def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool = False) -> dict:
-    """Export `model` to `out_dir/encoder.onnx` and `out_dir/decoder.onnx` (+ sidecars)."""
+def sam_parts(model) -> tuple[OnnxPart, OnnxPart]:
+    """The encoder and box-decoder parts of a SAM-family model, with their parity inputs."""
     import torch
 
-    out = Path(out_dir)
-    enc_path, dec_path = out / ENCODER_FILE, out / DECODER_FILE
-    for path in (enc_path, dec_path, sidecar_path(enc_path), sidecar_path(dec_path)):
-        check_writable(path, force)
-    model = model.eval()
     image, boxes = sample_inputs(model)
     other_image, _ = sample_inputs(model, seed=1)
     with torch.inference_mode():
         emb = model.image_encoder(image)
+    encoder = OnnxPart("encoder", model.image_encoder, (image,), ("image",),
+                       ("image_embeddings",),
+                       ({"image": image.numpy()}, {"image": other_image.numpy()}))
+    dyn = {name: {0: "num_boxes"} for name in ("boxes", "low_res_masks", "iou_predictions")}
+    decoder = OnnxPart("decoder", model.box_decoder(), (emb, boxes),
+                       ("image_embeddings", "boxes"), ("low_res_masks", "iou_predictions"),
+                       tuple({"image_embeddings": emb.numpy(), "boxes": boxes.numpy()[:n]}
+                             for n in (1, 3)), dyn)
+    return encoder, decoder
+
+
+def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool = False) -> dict:
+    """Export `model` to `out_dir/encoder.onnx` and `out_dir/decoder.onnx` (+ sidecars)."""
+    out = Path(out_dir)
+    parts = sam_parts(model.eval())
+    for part in parts:  # refuse before any work if an output exists
+        check_writable(out / f"{part.name}.onnx", force)
+        check_writable(sidecar_path(out / f"{part.name}.onnx"), force)
     common = {"model": spec.model_name, "precision": "fp32", "opset": spec.opset,
               "preprocess": asdict(model.preprocess)}
     inputs = {"checkpoint": spec.checkpoint_sha256} if spec.checkpoint_sha256 else {}
-
-    log.info("exporting the image encoder to %s", enc_path)
-    enc_feeds = [{"image": image.numpy()}, {"image": other_image.numpy()}]
-    enc_info = _write_part(model.image_encoder, (image,), enc_path,
-                           (["image"], ["image_embeddings"]), None, spec, force, enc_feeds)
-    write_sidecar(enc_path, "onnx", inputs, {**common, "part": "encoder",
-                  "input_shape": list(image.shape), "output_shape": list(emb.shape), **enc_info},
-                  force=True)
-
-    log.info("exporting the prompt encoder + mask decoder to %s", dec_path)
-    dyn = {"boxes": {0: "num_boxes"}, "low_res_masks": {0: "num_boxes"},
-           "iou_predictions": {0: "num_boxes"}}
-    emb_np = emb.numpy()
-    dec_feeds = [{"image_embeddings": emb_np, "boxes": boxes.numpy()[:n]} for n in (1, 3)]
-    dec_info = _write_part(model.box_decoder(), (emb, boxes), dec_path,
-                           (["image_embeddings", "boxes"], ["low_res_masks", "iou_predictions"]),
-                           dyn, spec, force, dec_feeds)
-    write_sidecar(dec_path, "onnx", inputs, {**common, "part": "decoder",
-                  "dynamic_axes": {"num_boxes": ["boxes", "low_res_masks", "iou_predictions"]},
-                  **dec_info}, force=True)
-    return {"encoder": str(enc_path), "decoder": str(dec_path),
-            "encoder_parity": enc_info["parity_max_rel_diff"],
-            "decoder_parity": dec_info["parity_max_rel_diff"]}
+    result = {}
+    for part in parts:
+        path = out / f"{part.name}.onnx"
+        log.info("exporting the %s to %s", part.name, path)
+        parity = export_part(part, path, spec.opset, force)
+        shapes = {name: list(arg.shape) for name, arg in zip(part.inputs, part.example_args,
+                                                             strict=True)}
+        write_sidecar(path, "onnx", inputs, {**common, "part": part.name, "input_shapes": shapes,
+                      "output_names": list(part.outputs), "dynamic_axes": part.dynamic_axes,
+                      **parity}, force=True)
+        result[part.name] = str(path)
+        result[f"{part.name}_parity"] = parity["parity_max_rel_diff"]
+    return result
