@@ -25,6 +25,7 @@ def test_run_on_tiny_model_writes_report(tmp_path, capsys):
     assert "eval" not in report  # no --data given
     md = (out / "report.md").read_text()
     assert md.startswith("# trtq run: tiny_litemedsam") and "| encoder |" in md
+    assert "8 images from the bundled sample images" in md
     assert md in capsys.readouterr().out
     assert main(argv) == 2  # a non-empty output folder is never overwritten silently
     assert "is not empty; choose another --out or pass --force" in capsys.readouterr().err

@@ -45,6 +45,7 @@ def test_bench_decoder_with_dynamic_boxes(tiny_onnx):
     assert lat["min"] <= lat["median"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert record["fps"] == pytest.approx(1000 / lat["median"])
     assert record["threads"] == 1 and record["peak_rss_mib"] > 50
+    assert 0 < record["rss_delta_mib"] < record["peak_rss_mib"]
     assert len(record["samples_ms"]) == 5
     assert "| decoder.onnx | onnxruntime |" in bench_markdown([record])
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from trtq.artifacts import sha256_file
 from trtq.bench.latency import summarize, time_calls
-from trtq.bench.system import describe_cpu, peak_rss_mib
+from trtq.bench.system import current_rss_mib, describe_cpu, peak_rss_mib
 from trtq.errors import TrtqError
 
 log = logging.getLogger("trtq.bench")
@@ -64,11 +64,13 @@ def bench_onnx(path: str | os.PathLike, iterations: int = 50, warmup: int = 5,
     from trtq.engines.onnxruntime_session import create_session
 
     path = Path(path)
+    rss_before = current_rss_mib()
     session = create_session(path, threads)
     feeds = make_feeds(session, shapes or {})
     log.info("benchmarking %s: %d warm-up + %d timed runs", path.name, warmup, iterations)
     samples = time_calls(lambda: session.run(None, feeds), iterations, warmup, progress, path.name)
     stats = summarize(samples)
+    rss_after = current_rss_mib()
     options = session.get_session_options()
     return {
         "backend": "onnxruntime",
@@ -83,6 +85,8 @@ def bench_onnx(path: str | os.PathLike, iterations: int = 50, warmup: int = 5,
         "iterations": iterations,
         "latency_ms": stats,
         "fps": 1000.0 / stats["median"],
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),  # whole process, since it started
+        # memory the session and its buffers added to the process (None off Linux)
+        "rss_delta_mib": None if rss_before is None else rss_after - rss_before,
         "samples_ms": samples,
     }
