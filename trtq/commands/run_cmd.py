@@ -13,9 +13,9 @@ def run(args) -> int:
     from trtq.pipeline import RunConfig, run_pipeline
 
     cfg = RunConfig(model=args.model, checkpoint=args.checkpoint, images=args.images,
-                    data=args.data,
-                    split=args.split, limit=args.limit, iterations=args.iterations,
-                    warmup=args.warmup, out=args.out, force=args.force, progress=args.progress)
+                    data=args.data, split=args.split, limit=args.limit,
+                    iterations=args.iterations, warmup=args.warmup, out=args.out,
+                    force=args.force, progress=args.progress)
     report = run_pipeline(cfg)
     out = Path(report["config"]["out"])
     print((out / "report.md").read_text(encoding="utf-8"), end="")

@@ -80,8 +80,11 @@ def resolve_checkpoint(
 def checkpoint_provenance(name: str, checkpoint: str | os.PathLike | None = None) -> dict:
     """Model name, weights file and its SHA-256, for results and sidecars."""
     path = resolve_checkpoint(name, checkpoint)
-    return {"model": name, "checkpoint": str(path) if path else None,
-            "checkpoint_sha256": sha256_file(path) if path else None}
+    if path is None:
+        return {"model": name, "checkpoint": None, "checkpoint_sha256": None}
+    weights = get_spec(name).weights  # resolve_checkpoint verified the file against its hash
+    digest = weights.sha256 if weights is not None else sha256_file(path)
+    return {"model": name, "checkpoint": str(path), "checkpoint_sha256": digest}
 
 
 def load_model(
