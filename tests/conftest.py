@@ -57,3 +57,64 @@ def tiny_onnx(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_onnx")
     export_fp32(load_model("tiny_litemedsam"), ExportSpec("tiny_litemedsam"), out)
     return out
+
+
+def calibrate_into(model_name: str, out: Path, data: Path, split: str, images: int,
+                   observer: str = "percentile") -> Path:
+    """Calibrate a fresh `model_name` with w8a8 and save it the way `trtq calibrate` does."""
+    from trtq.artifacts import write_sidecar
+    from trtq.calib import calibrate, save_quant_state
+    from trtq.calib.state_dir import STATE_FILE
+    from trtq.data.calibration import calibration_samples
+    from trtq.models import load_model
+    from trtq.recipes import get_recipe
+
+    recipe = get_recipe("w8a8").with_activation_observer(observer)
+    model = calibrate(load_model(model_name), recipe, calibration_samples(data, split, images))
+    save_quant_state(model, recipe, out / STATE_FILE)
+    write_sidecar(out / STATE_FILE, "quant_state", {}, {"model": model_name})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_calibrated(busi, tmp_path_factory) -> Path:
+    """A calibration folder for tiny_litemedsam (2 busi/calib images, percentile)."""
+    return calibrate_into("tiny_litemedsam", tmp_path_factory.mktemp("tiny_cal"), busi, "calib", 2)
+
+
+@pytest.fixture(scope="session")
+def tiny_qdq(tiny_calibrated, tmp_path_factory) -> dict[str, Path]:
+    """INT8 Q/DQ exports of tiny_litemedsam for both targets: {target: folder}."""
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.export.onnx_fp32 import ExportSpec
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.models import load_model
+
+    out = {}
+    for target in ("tensorrt", "onnxruntime"):
+        model = load_model("tiny_litemedsam")
+        recipe, _ = load_calibrated(model, "tiny_litemedsam", tiny_calibrated, target)
+        out[target] = tmp_path_factory.mktemp(f"tiny_qdq_{target}")
+        export_quantized(model, recipe, ExportSpec("tiny_litemedsam"), out[target], target)
+    return out
+
+
+@pytest.fixture(scope="session")
+def litemedsam_calibrated(busi, tmp_path_factory) -> Path:
+    """The real LiteMedSAM calibrated with w8a8 on 4 busi/calib images (percentile)."""
+    return calibrate_into("litemedsam", tmp_path_factory.mktemp("lm_cal"), busi, "calib", 4)
+
+
+@pytest.fixture(scope="session")
+def litemedsam_qdq(litemedsam_calibrated, tmp_path_factory) -> Path:
+    """TensorRT-target INT8 Q/DQ export of the real LiteMedSAM."""
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.export.onnx_fp32 import ExportSpec
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.models import load_model
+
+    model = load_model("litemedsam")
+    recipe, _ = load_calibrated(model, "litemedsam", litemedsam_calibrated, "tensorrt")
+    out = tmp_path_factory.mktemp("lm_qdq")
+    export_quantized(model, recipe, ExportSpec("litemedsam"), out, "tensorrt")
+    return out

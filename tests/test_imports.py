@@ -9,7 +9,9 @@ import sys
 
 import trtq
 
-OPTIONAL = ("tensorrt", "tensorrt_rtx", "cuda", "pycuda", "jtop", "onnxruntime")
+OPTIONAL = (
+    "tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings", "cuda", "pycuda", "jtop", "onnxruntime",
+)
 
 
 def _submodules() -> list[str]:

@@ -52,6 +52,7 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[Path
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are shared (scp to a Jetson, CI)
     try:
         yield tmp
         os.replace(tmp, target)

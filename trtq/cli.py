@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from trtq import __version__
@@ -20,9 +21,7 @@ MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit
               "or a tiny_* test config (default: %(default)s)")
 
 _LATER = {
-    "calibrate": "calibrate a model with a quantization recipe (coming with the calibration core)",
     "build": "build a TensorRT engine from ONNX (coming with the TensorRT engine builder)",
-    "inspect": "lint Q/DQ ONNX, print recipes and engines (coming with the calibration core)",
     "deploy": "push, build and benchmark on a Jetson over SSH (coming with Jetson deployment)",
 }
 
@@ -41,6 +40,7 @@ def _count(minimum: int):
 
 
 POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+OBSERVERS = ("minmax", "avg_minmax", "percentile", "entropy", "mse")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -64,6 +64,10 @@ def _add_eval(sub) -> None:
     p.add_argument("--split", required=True, help="split name, e.g. val or val2017")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     p.add_argument("--onnx-dir", metavar="D", help="folder from `trtq export` (onnxruntime)")
+    p.add_argument("--calibrated", metavar="DIR",
+                   help="torch backend: a `trtq calibrate` folder (fake-quantized model)")
+    p.add_argument("--target", choices=("tensorrt", "onnxruntime"),
+                   help="with --calibrated: simulate that target's activation format")
     p.add_argument("--reference", metavar="FILE.json",
                    help="an earlier eval result: report mask agreement with it")
     p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate the first N images only")
@@ -75,12 +79,64 @@ def _add_eval(sub) -> None:
     _force_arg(p)
 
 
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    """Options that adjust a preset recipe (calibrate, inspect --recipe)."""
+    p.add_argument("--observer", choices=OBSERVERS,
+                   help="activation range observer (default: the recipe's, entropy for w8a8)")
+    p.add_argument("--percentile", type=float, help="percentile for --observer percentile")
+    p.add_argument("--target", choices=("tensorrt", "onnxruntime"),
+                   help="tensorrt: symmetric int8 activations (default); onnxruntime: uint8")
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="calibrate a model with a quantization recipe",
+                       description="Post-training calibration in PyTorch: install quantizers "
+                       "per the recipe, run calibration images (and their box prompts) through "
+                       "encoder and decoder, and save the quantizer scales. Writes "
+                       "DIR/quant_state.pt and its sidecar.")
+    _model_args(p)
+    p.add_argument("--recipe", default="w8a8",
+                   help="fp16, w8a8 (TensorRT-deployable) or w{N}a{N} (simulation; e.g. w4a4)"
+                   " (default: %(default)s)")
+    p.add_argument("--calib-data", required=True, metavar="DIR",
+                   help="a folder of images, or a COCO dataset root with --split")
+    p.add_argument("--split", help="COCO split to calibrate on (e.g. calib, train2017)")
+    p.add_argument("--num-images", type=POSITIVE, default=32,
+                   help="calibration images (default: %(default)s)")
+    _recipe_args(p)
+    p.add_argument("--allow-eval-split", action="store_true",
+                   help="allow calibrating on a split named val*/test* (inflates results)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _force_arg(p)
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="lint Q/DQ ONNX, print a recipe's quantizer table",
+                       description="--onnx: TensorRT explicit-quantization lint and INT8 MAC "
+                       "coverage of an ONNX graph. --recipe: the quantizer table the recipe "
+                       "resolves to on --model.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--onnx", metavar="FILE", help="ONNX graph to lint")
+    what.add_argument("--recipe", metavar="R", help="recipe whose quantizer table to print")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    _recipe_args(p)
+    p.add_argument("--out", metavar="FILE.json", help="also write the result as JSON")
+    _force_arg(p)
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export encoder and decoder ONNX",
                        description="Export the image encoder and the prompt+mask decoder as "
                        "FP32 ONNX (checked, compared with PyTorch in onnxruntime).")
     _model_args(p)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--calibrated", metavar="DIR",
+                   help="a `trtq calibrate` folder: export INT8 Q/DQ ONNX instead of FP32")
+    p.add_argument("--target", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                   help="Q/DQ flavour: tensorrt (symmetric int8, TensorRT-legal; default) or "
+                   "onnxruntime (uint8 activations, int8 weights; fast on CPU)")
+    p.add_argument("--float-attention", action="store_true",
+                   help="keep the attention matmuls in float (onnxruntime target)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars)")
     _force_arg(p)
@@ -136,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="warnings only, no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_calibrate(sub)
     _add_eval(sub)
     _add_export(sub)
+    _add_inspect(sub)
     _add_bench(sub)
     _add_run(sub)
     for name, summary in _LATER.items():
@@ -170,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrtqError as exc:
         print(f"trtq: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("trtq: interrupted", file=sys.stderr)
         return 130

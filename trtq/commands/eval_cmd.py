@@ -11,6 +11,9 @@ log = logging.getLogger("trtq.eval")
 
 def make_backend(args):
     if args.backend == "onnxruntime":
+        if args.calibrated:
+            raise TrtqError("--calibrated applies to the torch backend; for onnxruntime export "
+                            "it first (`trtq export --calibrated DIR`) and pass --onnx-dir")
         if not args.onnx_dir:
             raise TrtqError("--backend onnxruntime needs --onnx-dir (a folder from `trtq export`)")
         from trtq.eval.backends import OnnxRuntimeBackend
@@ -23,6 +26,15 @@ def make_backend(args):
 
     record = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, record["checkpoint"])
+    if args.calibrated:
+        from trtq.calib.state_dir import load_calibrated
+
+        recipe, calib = load_calibrated(model, args.model, args.calibrated, args.target)
+        record |= {"calibrated": str(args.calibrated), "recipe": recipe.name,
+                   "recipe_sha256": recipe.sha256(), "target": recipe.target,
+                   "quant_state_sha256": calib["sha256"]}
+    elif args.target:
+        raise TrtqError("--target needs --calibrated DIR")
     return TorchBackend(model), record
 
 

@@ -1,4 +1,4 @@
-"""`trtq export`: FP32 encoder/decoder ONNX with sidecars."""
+"""`trtq export`: encoder/decoder ONNX with sidecars, FP32 or (with --calibrated) INT8 Q/DQ."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import logging
 from trtq.errors import TrtqError
 
 log = logging.getLogger("trtq.export")
+
+
+def _print_part(name: str, record: dict) -> None:
+    print(f"{name}: {record['path']} (INT8 MAC coverage {record['int8_mac_coverage']:.1%}, "
+          f"lint {'passed' if not record['lint_errors'] else 'failed'}, max rel. diff vs "
+          f"fake-quant PyTorch {record['parity_max_rel_diff']:.1e})")
 
 
 def run(args) -> int:
@@ -18,6 +24,19 @@ def run(args) -> int:
     record = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, record["checkpoint"])
     spec = ExportSpec(args.model, record["checkpoint_sha256"], args.opset)
+    if args.calibrated:
+        from trtq.calib.state_dir import load_calibrated
+        from trtq.export.onnx_qdq import export_quantized
+
+        recipe, calib = load_calibrated(model, args.model, args.calibrated, args.target,
+                                        args.float_attention)
+        result = export_quantized(model, recipe, spec, args.out, args.target,
+                                  inputs={"quant_state": calib["sha256"]}, force=args.force)
+        for name in ("encoder", "decoder"):
+            _print_part(name, result[name])
+        return 0
+    if args.target != "tensorrt" or args.float_attention:
+        raise TrtqError("--target and --float-attention shape INT8 exports; pass --calibrated")
     result = export_fp32(model, spec, args.out, force=args.force)
     print(f"encoder: {result['encoder']} (max rel. diff vs PyTorch {result['encoder_parity']:.1e})")
     print(f"decoder: {result['decoder']} (max rel. diff vs PyTorch {result['decoder_parity']:.1e})")

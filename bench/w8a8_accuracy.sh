@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# W8A8 LiteMedSAM accuracy: FP32 vs fake-quant INT8 (two observers) on busi/val and
+# tiny_coco/val2017, calibrated on the disjoint busi/calib and tiny_coco/train2017 splits.
+# Usage: bench/w8a8_accuracy.sh OUT_DIR [observer ...]   (default observers: entropy percentile)
+set -euo pipefail
+OUT=${1:?usage: bench/w8a8_accuracy.sh OUT_DIR [observer ...]}
+shift || true
+OBSERVERS=${*:-entropy percentile}
+SHARED=${TRTQ_SHARED_DATASETS:-$(dirname "$0")/../../shared/datasets}
+TRTQ=${TRTQ:-trtq}
+mkdir -p "$OUT"
+for pair in busi:calib:val tiny_coco:train2017:val2017; do
+  IFS=: read -r data calib val <<<"$pair"
+  ref="$OUT/$data-fp32.json"
+  [ -f "$ref" ] || $TRTQ -q eval --data "$SHARED/$data" --split "$val" --out "$ref"
+  for obs in $OBSERVERS; do
+    cal="$OUT/$data-$obs"
+    [ -f "$cal/quant_state.pt" ] || $TRTQ -q calibrate --calib-data "$SHARED/$data" \
+      --split "$calib" --num-images 32 --observer "$obs" --out "$cal"
+    [ -f "$cal/eval.json" ] || $TRTQ -q eval --data "$SHARED/$data" --split "$val" \
+      --calibrated "$cal" --reference "$ref" --out "$cal/eval.json"
+  done
+done

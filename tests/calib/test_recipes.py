@@ -1,0 +1,71 @@
+"""Recipes: rule order, presets, validation, serialization."""
+
+from __future__ import annotations
+
+import pytest
+
+from trtq.recipes import (
+    QuantizerSpec,
+    QuantRecipe,
+    QuantRule,
+    RecipeError,
+    get_recipe,
+    recipe_from_dict,
+)
+
+W8 = "image_encoder.layers.1.blocks.0.attn.qkv.weight_quantizer"
+A8 = "image_encoder.layers.1.blocks.0.attn.qkv.input_quantizer"
+
+
+def test_last_matching_rule_wins():
+    spec4, spec8 = QuantizerSpec(bits=4), QuantizerSpec(bits=8)
+    recipe = QuantRecipe("r", (QuantRule("*", spec8), QuantRule("*.qkv.*", spec4),
+                               QuantRule("*.weight_quantizer", None)))
+    assert recipe.spec_for(A8) is spec4
+    assert recipe.spec_for(W8) is None
+    assert recipe.spec_for("mask_decoder.x.input_quantizer") is spec8
+
+
+def test_w8a8_is_deployable_and_keeps_sensitive_parts_float():
+    r = get_recipe("w8a8")
+    assert r.deployable and r.target == "tensorrt"
+    w, a = r.spec_for(W8), r.spec_for(A8)
+    assert (w.bits, w.symmetric, w.axis, w.narrow, w.qmin, w.qmax) == (8, True, 0, True, -127, 127)
+    assert (a.bits, a.symmetric, a.axis, a.qmin, a.qmax) == (8, True, None, -128, 127)
+    for name in ("image_encoder.patch_embed.seq.0.input_quantizer",
+                 "prompt_encoder.mask_downscaling.0.input_quantizer",
+                 "mask_decoder.output_hypernetworks_mlps.0.layers.0.weight_quantizer",
+                 "mask_decoder.iou_prediction_head.layers.2.input_quantizer"):
+        assert r.spec_for(name) is None, name
+    assert r.spec_for("mask_decoder.transformer.layers.0.self_attn.qk_matmul.other_quantizer")
+
+
+def test_low_bit_presets_are_simulation_only():
+    r = get_recipe("w4a4")
+    assert not r.deployable and r.bits == {4} and "simulation" in r.notes[0]
+    assert get_recipe("fp16").rules == ()
+    for bad in ("w9a9", "w8a4", "int8", "w1a1"):
+        with pytest.raises(RecipeError):
+            get_recipe(bad)
+
+
+def test_spec_validation_says_what_to_fix():
+    with pytest.raises(RecipeError, match="2..8"):
+        QuantizerSpec(bits=16)
+    with pytest.raises(RecipeError, match="observer"):
+        QuantizerSpec(observer="magic")
+    with pytest.raises(RecipeError, match="per-channel"):
+        QuantizerSpec(axis=0, observer="entropy")
+
+
+def test_round_trip_hash_and_variants():
+    r = get_recipe("w8a8").with_activation_observer("percentile", 99.9)
+    again = recipe_from_dict(r.to_dict())
+    assert again == r and again.sha256() == r.sha256()
+    assert r.spec_for(A8).observer == "percentile" and r.spec_for(A8).percentile == 99.9
+    assert r.spec_for(W8).observer == "minmax"  # weights keep theirs
+    ort = r.for_target("onnxruntime")
+    assert not ort.spec_for(A8).symmetric and ort.spec_for(W8).symmetric
+    assert ort.sha256() != r.sha256()
+    with pytest.raises(RecipeError, match="re-run"):
+        recipe_from_dict({"rules": []})

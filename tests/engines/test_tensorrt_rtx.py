@@ -1,0 +1,171 @@
+"""Parse and build the FP32 exports and hand-made Q/DQ graphs with TensorRT or TensorRT-RTX.
+
+TensorRT-RTX (pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings) builds plans ahead
+of time without a GPU, so these run on CPU-only CI; without either module they are skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from trtq.engines.tensorrt_api import (
+    build_serialized,
+    import_tensorrt,
+    network_layers,
+    parse_onnx,
+    shared_logger,
+    summarize_layers,
+)
+from trtq.errors import BackendError
+
+
+@pytest.fixture(scope="session")  # session: skip before the session-scoped exports run
+def trt():
+    try:
+        module = import_tensorrt()
+    except BackendError as exc:
+        pytest.skip(str(exc))
+    try:
+        module.Builder(shared_logger(module))
+    except (TypeError, RuntimeError) as exc:  # real TensorRT on a machine without a GPU
+        pytest.skip(f"{module.__name__} cannot create a Builder here: {exc}")
+    return module
+
+
+def _qdq_conv(path, activation_zero_point: int = 0):
+    """x -> Q/DQ (per-tensor, int8) -> Conv with Q/DQ weights (per-channel, axis 0) -> y."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    weight_scale = (np.abs(weight).reshape(8, -1).max(1) / 127).astype(np.float32)
+    initializers = [
+        numpy_helper.from_array(weight, "w"),
+        numpy_helper.from_array(weight_scale, "w_scale"),
+        numpy_helper.from_array(np.zeros(8, np.int8), "w_zero_point"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(activation_zero_point, np.int8), "x_zero_point"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero_point"], ["xq"], name="x_q"),
+        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero_point"], ["xd"],
+                         name="x_dq"),
+        helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zero_point"], ["wq"], name="w_q",
+                         axis=0),
+        helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zero_point"], ["wd"],
+                         name="w_dq", axis=0),
+        helper.make_node("Conv", ["xd", "wd", "b"], ["y"], name="conv", pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_missing_modules_say_what_to_install(monkeypatch):
+    for name in ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes `import name` raise ImportError
+    with pytest.raises(BackendError) as info:
+        import_tensorrt()
+    message = str(info.value)
+    assert "pip install tensorrt " in message and "python3-libnvinfer" in message
+    assert "pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings" in message
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_tiny_fp32_parses_and_builds(trt, tiny_onnx, part):
+    parsed = parse_onnx(tiny_onnx / f"{part}.onnx", trt)
+    layers = network_layers(parsed)
+    summary = summarize_layers(layers)
+    assert len(layers) == parsed.network.num_layers > 100
+    assert sum(summary.values()) == len(layers)
+    assert summary["QUANTIZE"] == summary["DEQUANTIZE"] == 0
+    assert summary["MATRIX_MULTIPLY"] > 0 and summary["NORMALIZATION"] > 0  # LayerNormalization
+    plan = build_serialized(parsed)
+    assert isinstance(plan, bytes) and len(plan) > 100_000
+    if parsed.flavour == "tensorrt_rtx":
+        assert parsed.strongly_typed  # RTX networks are always strongly typed
+
+
+def test_dynamic_boxes_take_the_given_profile(trt, tiny_onnx):
+    parsed = parse_onnx(tiny_onnx / "decoder.onnx", trt)
+    boxes = next(parsed.network.get_input(i) for i in range(parsed.network.num_inputs)
+                 if parsed.network.get_input(i).name == "boxes")
+    assert tuple(boxes.shape) == (-1, 4)
+    assert len(build_serialized(parsed, shapes={"boxes": [(1, 4), (3, 4), (8, 4)]})) > 100_000
+    with pytest.raises(BackendError, match=r"\['box'\].*not inputs"):
+        build_serialized(parsed, shapes={"box": [(1, 4)] * 3})
+
+
+def test_qdq_conv_parses_builds_and_counts_qdq_layers(trt, tmp_path):
+    parsed = parse_onnx(_qdq_conv(tmp_path / "qdq.onnx"), trt)
+    layers = {layer.name: layer for layer in network_layers(parsed)}
+    summary = summarize_layers(parsed)
+    assert summary["QUANTIZE"] == 2 and summary["DEQUANTIZE"] == 2
+    assert summary["CONVOLUTION"] == 1
+    assert layers["x_q"].type == "QUANTIZE" and layers["x_q"].output_dtypes == ("INT8",)
+    assert layers["w_dq"].type == "DEQUANTIZE" and layers["w_dq"].output_dtypes == ("FLOAT",)
+    assert len(build_serialized(parsed, precision="int8")) > 10_000
+
+
+def test_non_zero_zero_point_is_refused(trt, tmp_path):
+    path = _qdq_conv(tmp_path / "asymmetric.onnx", activation_zero_point=3)
+    with pytest.raises(BackendError) as info:
+        parse_onnx(path, trt)
+    message = str(info.value)
+    assert str(path) in message and "x_q" in message and "QuantizeLinear" in message
+    assert "zero point" in message.lower() and "shiftIsAllZeros" in message
+
+
+def test_unknown_precision_and_missing_file_are_refused(trt, tmp_path):
+    from trtq.errors import ArtifactError
+
+    with pytest.raises(BackendError, match="precision 'int4'"):
+        build_serialized(_qdq_conv(tmp_path / "qdq.onnx"), precision="int4", trt=trt)
+    with pytest.raises(ArtifactError, match="trtq export"):
+        parse_onnx(tmp_path / "absent.onnx", trt)
+
+
+@pytest.mark.parametrize("part, inputs", [("encoder", 1), ("decoder", 2)])
+def test_litemedsam_fp32_parses_and_builds(trt, litemedsam_onnx, part, inputs):
+    # About 4 s per part with TensorRT-RTX on 2 CPU cores (parse 0.1-0.3 s).
+    parsed = parse_onnx(litemedsam_onnx / f"{part}.onnx", trt)
+    summary = summarize_layers(parsed)
+    assert parsed.network.num_inputs == inputs
+    assert parsed.network.num_layers > 1000 and summary["QUANTIZE"] == 0
+    assert summary["MATRIX_MULTIPLY"] >= 60
+    # The weights alone are 16-23 MB of FP32; the plan carries them.
+    assert len(build_serialized(parsed)) > 15_000_000
+
+
+def _qdq_counts(path) -> tuple[int, int]:
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    return ops.count("QuantizeLinear"), ops.count("DequantizeLinear")
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_tiny_int8_qdq_parses_and_builds(trt, tiny_qdq, part):
+    path = tiny_qdq["tensorrt"] / f"{part}.onnx"
+    parsed = parse_onnx(path, trt)
+    summary = summarize_layers(parsed)
+    q, dq = _qdq_counts(path)
+    assert summary["QUANTIZE"] == q > 50 and summary["DEQUANTIZE"] == dq
+    assert len(build_serialized(parsed, precision="int8")) > 100_000
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_litemedsam_int8_qdq_parses_and_builds(trt, litemedsam_qdq, part):
+    path = litemedsam_qdq / f"{part}.onnx"
+    parsed = parse_onnx(path, trt)
+    summary = summarize_layers(parsed)
+    q, dq = _qdq_counts(path)
+    assert summary["QUANTIZE"] == q >= 80 and summary["DEQUANTIZE"] == dq
+    assert len(build_serialized(parsed, precision="int8")) > 5_000_000

@@ -1,0 +1,164 @@
+"""INT8 Q/DQ export: TensorRT-legal graphs, the onnxruntime flavour, the lint, the coverage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from trtq.artifacts import read_sidecar
+from trtq.errors import ArtifactError
+from trtq.export.onnx_graph import Graph, attribute
+from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq, module_path
+
+
+def _load(folder, part):
+    return onnx.load(str(folder / f"{part}.onnx"))
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_tensorrt_target_is_symmetric_int8_and_lint_clean(tiny_qdq, part):
+    model = _load(tiny_qdq["tensorrt"], part)
+    g = Graph(model)
+    report = lint_qdq(model)
+    assert report.errors == [] and report.warnings == []
+    assert report.quantize_nodes == report.dequantize_nodes > 50
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zp = g.constant(node.input[2])
+            assert zp.dtype == np.int8 and not zp.any()
+            assert np.all(g.constant(node.input[1]) > 0)
+    meta = read_sidecar(tiny_qdq["tensorrt"] / f"{part}.onnx")
+    assert meta["precision"] == "int8" and meta["target"] == "tensorrt" and meta["deployable"]
+    assert meta["lint_errors"] == [] and meta["parity_max_rel_diff"] < 0.25
+
+
+def test_matmul_weights_are_per_channel_on_axis_1_and_within_127(tiny_qdq):
+    model = _load(tiny_qdq["tensorrt"], "encoder")
+    g = Graph(model)
+    matmul_weights = 0
+    for node in model.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        dq = g.producer.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in g.producer:
+            continue
+        q = g.producer[dq.input[0]]
+        weight = g.constant(q.input[0])
+        if weight is None:
+            continue  # an activation operand (attention matmul)
+        scale = g.constant(q.input[1])
+        assert attribute(q, "axis") == 1 and attribute(dq, "axis") == 1
+        assert scale.shape == (weight.shape[1],)
+        assert np.all(np.abs(weight) <= 127 * scale[None, :] * (1 + 1e-6))  # narrow range
+        matmul_weights += 1
+    assert matmul_weights >= 8
+    assert not any(n.op_type == "Transpose" and g.producer.get(n.input[0]) is not None and
+                   g.producer[n.input[0]].op_type == "DequantizeLinear" for n in model.graph.node)
+
+
+def test_coverage_counts_every_quantized_layer(tiny_qdq):
+    enc = int8_mac_coverage(_load(tiny_qdq["tensorrt"], "encoder"))
+    assert enc.fraction > 0.99
+    assert [name for name, _ in enc.float_layers] == ["/patch_embed/seq/seq.0/Conv"]
+    dec = int8_mac_coverage(_load(tiny_qdq["tensorrt"], "decoder"))
+    floats = {module_path(name) for name, _ in dec.float_layers}
+    heads = ("mask_decoder.output_", "mask_decoder.iou_", "prompt_encoder")
+    assert all(p.startswith(heads) or p in ("", "mask_decoder") for p in floats)
+
+
+def test_onnxruntime_target_has_uint8_activations_and_int8_weights(tiny_qdq):
+    model = _load(tiny_qdq["onnxruntime"], "encoder")
+    g = Graph(model)
+    dtypes = {g.constant(n.input[2]).dtype for n in model.graph.node
+              if n.op_type == "QuantizeLinear"}
+    assert dtypes == {np.dtype(np.uint8)}
+    int8_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                    and g.constant(n.input[0]) is not None]
+    assert len(int8_weights) > 30
+    assert all(g.constant(n.input[0]).dtype == np.int8 for n in int8_weights)
+    report = lint_qdq(model)
+    assert any("uint8" in e for e in report.errors)  # not a TensorRT graph
+    assert read_sidecar(tiny_qdq["onnxruntime"] / "encoder.onnx")["deployable"] is False
+
+
+def test_int8_onnx_matches_fake_quant_pytorch(tiny_qdq, tiny_calibrated):
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.engines.onnxruntime_session import create_session
+    from trtq.export.onnx_fp32 import sample_inputs
+    from trtq.models import load_model
+
+    for target in ("tensorrt", "onnxruntime"):
+        model = load_model("tiny_litemedsam")
+        load_calibrated(model, "tiny_litemedsam", tiny_calibrated, target)
+        image, _ = sample_inputs(model, seed=7)
+        with torch.no_grad():
+            want = model.image_encoder(image).numpy()
+        session = create_session(tiny_qdq[target] / "encoder.onnx")
+        got = session.run(None, {"image": image.numpy()})[0]
+        # Identical until a rounding tie flips (float summation order), after which the flip
+        # ripples through later quantizers: small on average, never O(1).
+        err = np.abs(got - want)
+        assert float(np.mean(err)) < 0.05 * float(np.mean(np.abs(want))), target
+
+
+def _hand_made(zero_point=0, scale=0.1, per_channel_activation=False, int32_bias=False):
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), "s"),
+             numpy_helper.from_array(np.array(zero_point, np.int8), "z"),
+             numpy_helper.from_array(np.ones((4, 4), np.float32), "w")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+             helper.make_node("MatMul", ["xd", "w"], ["y"], name="mm")]
+    if per_channel_activation:
+        inits[0] = numpy_helper.from_array(np.full(4, scale, np.float32), "s")
+        inits[1] = numpy_helper.from_array(np.zeros(4, np.int8), "z")
+        for node in nodes[:2]:
+            node.attribute.append(helper.make_attribute("axis", 1))
+    if int32_bias:
+        inits.append(numpy_helper.from_array(np.ones(4, np.int32), "b32"))
+        nodes.append(helper.make_node("DequantizeLinear", ["b32", "s"], ["bd"], name="bias_dq"))
+        nodes.append(helper.make_node("Add", ["y", "bd"], ["y2"], name="add"))
+    out = "y2" if int32_bias else "y"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                         [2, 4])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, [2, 4])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_lint_rules_on_hand_made_graphs():
+    assert lint_qdq(_hand_made()).errors == []
+    assert "symmetric" in " ".join(lint_qdq(_hand_made(zero_point=3)).errors)
+    assert "scale" in " ".join(lint_qdq(_hand_made(scale=-0.1)).errors)
+    assert "weights only" in " ".join(lint_qdq(_hand_made(per_channel_activation=True)).errors)
+    assert "INT32" in " ".join(lint_qdq(_hand_made(int32_bias=True)).errors)
+    coverage = int8_mac_coverage(_hand_made())
+    assert coverage.total_macs == 2 * 4 * 4 and coverage.int8_macs == 0  # weight has no DQ
+
+
+def test_simulation_only_recipes_are_not_exported(tmp_path):
+    from trtq.export.onnx_fp32 import ExportSpec
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.models import load_model
+    from trtq.recipes import get_recipe
+
+    with pytest.raises(ArtifactError, match="simulation-only"):
+        export_quantized(load_model("tiny_litemedsam"), get_recipe("w4a4"),
+                         ExportSpec("tiny_litemedsam"), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_inspect_json_contract(tiny_qdq, tmp_path):
+    from trtq.cli import main
+
+    out = tmp_path / "inspect.json"
+    assert main(["inspect", "--onnx", str(tiny_qdq["tensorrt"] / "decoder.onnx"),
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["lint_errors"] == [] and 0.5 < result["int8_mac_coverage"] < 1
+    assert result["int8_mac_coverage_of_recipe"] == 1.0
+    assert main(["inspect", "--onnx", str(tiny_qdq["onnxruntime"] / "decoder.onnx")]) == 2

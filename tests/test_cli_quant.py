@@ -1,0 +1,67 @@
+"""CLI: calibrate → export --calibrated → inspect → eval --calibrated on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trtq.cli import main
+
+
+def test_calibrate_export_inspect_eval(busi, tmp_path, capsys):
+    cal = tmp_path / "cal"
+    args = ["calibrate", "--model", "tiny_litemedsam", "--calib-data", str(busi), "--split",
+            "calib", "--num-images", "2", "--observer", "minmax", "--out", str(cal)]
+    assert main(args) == 0
+    meta = json.loads((cal / "quant_state.pt.json").read_text())
+    assert meta["images"] == 2 and meta["boxes"] >= 2 and meta["quantizers_on"] > 150
+    assert meta["recipe"]["name"] == "w8a8" and meta["peak_rss_mib"] > 0
+    assert main(args) == 2  # no overwrite without --force
+    assert "--force" in capsys.readouterr().err
+    onnx_dir = tmp_path / "int8"
+    assert main(["export", "--model", "tiny_litemedsam", "--calibrated", str(cal),
+                 "--out", str(onnx_dir)]) == 0
+    report = tmp_path / "inspect.json"
+    assert main(["inspect", "--onnx", str(onnx_dir / "encoder.onnx"), "--out", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["lint_errors"] == [] and result["int8_mac_coverage"] > 0.99
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "tiny_litemedsam", "--data", str(busi), "--split", "val",
+                 "--limit", "2", "--calibrated", str(cal), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["recipe"] == "w8a8" and record["target"] == "tensorrt"
+    assert record["instances"] >= 2 and 0.0 <= record["miou"] <= 1.0
+    assert main(["export", "--model", "tiny_mobile_sam", "--calibrated", str(cal),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "calibrated for 'tiny_litemedsam'" in capsys.readouterr().err
+
+
+def test_calibrate_refuses_an_eval_split(busi, tmp_path, capsys):
+    assert main(["calibrate", "--model", "tiny_litemedsam", "--calib-data", str(busi),
+                 "--split", "val", "--out", str(tmp_path / "c")]) == 2
+    assert "evaluation split" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("recipe, on, deployable", [("w8a8", True, "yes"), ("w4a4", True, "no"),
+                                                      ("fp16", False, "yes")])
+def test_inspect_recipe_table(recipe, on, deployable, capsys):
+    assert main(["inspect", "--recipe", recipe, "--model", "tiny_litemedsam"]) == 0
+    out = capsys.readouterr().out
+    assert f"deployable to TensorRT: {deployable}" in out
+    line = next(x for x in out.splitlines()
+                if x.startswith("image_encoder.layers.1.blocks.0.attn.qkv.input_quantizer"))
+    assert ("float" not in line) == on
+    assert "prompt_encoder.mask_downscaling.0.input_quantizer" in out
+
+
+def test_bad_recipe_and_missing_state(tmp_path, capsys):
+    assert main(["inspect", "--recipe", "int7"]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
+    assert main(["export", "--model", "tiny_litemedsam", "--calibrated", str(tmp_path),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "trtq calibrate" in capsys.readouterr().err
+    assert main(["export", "--model", "tiny_litemedsam", "--target", "onnxruntime",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--calibrated" in capsys.readouterr().err

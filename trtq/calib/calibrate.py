@@ -1,0 +1,152 @@
+"""`quantize`, `calibrate` and the quant state: the calibration entry points.
+
+    model = load_model("litemedsam")
+    calibrate(model, get_recipe("w8a8"), samples)       # samples: CalibSample iterable
+    save_quant_state(model, recipe, "out/quant_state.pt")
+
+`calibrate` installs the quantized modules, applies the recipe's rules to every quantizer, runs
+the data through the model with observers recording, fixes each quantizer's scale and turns the
+quantizers on. Data loading stays with the caller: `data` is an iterable of `CalibSample`s for
+SAM-family models, or any callable `forward_loop(model)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from trtq.calib.modules import install_quant_modules, quantizers, weight_owners
+from trtq.calib.quantizer import CalibrationError
+from trtq.data.calibration import CalibSample
+from trtq.recipes import QuantRecipe, recipe_from_dict
+
+log = logging.getLogger("trtq.calib")
+
+STATE_VERSION = 1
+
+
+def quantize(model: nn.Module, recipe: QuantRecipe) -> dict[str, str]:
+    """Install quantized modules and configure every quantizer from `recipe` (all left off).
+    Returns {quantizer name: description} for the quantizers the recipe turns on."""
+    install_quant_modules(model)
+    table = {}
+    for name, q in quantizers(model):
+        spec = recipe.spec_for(name)
+        q.configure(spec)
+        if spec is not None:
+            table[name] = spec.describe()
+    return table
+
+
+def set_enabled(model: nn.Module, enabled: bool) -> None:
+    """Turn every configured quantizer on or off (off reproduces the float model exactly)."""
+    for _, q in quantizers(model):
+        q.enabled = enabled and q.spec is not None and q.scale is not None
+
+
+def sam_forward_loop(samples: Iterable[CalibSample], progress: Callable | None = None):
+    """A forward loop running SAM's encoder, then its box decoder on each sample's boxes."""
+
+    def loop(model: nn.Module) -> int:
+        count = 0
+        decoder = model.box_decoder()
+        pre = model.preprocess
+        items = progress(samples) if progress else samples
+        for sample in items:
+            image = torch.from_numpy(pre.image(sample.rgb))
+            emb = model.image_encoder(image)
+            if sample.boxes is not None and len(sample.boxes):
+                boxes = pre.boxes(np.asarray(sample.boxes, dtype=np.float32), sample.rgb.shape[:2])
+                decoder(emb, torch.from_numpy(boxes))
+            count += 1
+        return count
+
+    return loop
+
+
+def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable | None = None):
+    """Quantize `model` in place with `recipe`, calibrated on `data`; returns the model."""
+    model.eval()
+    quantize(model, recipe)
+    forward_loop = data if callable(data) else sam_forward_loop(data, progress)
+    active = [(n, q) for n, q in quantizers(model) if q.spec is not None]
+    weight_names = {f"{n}.weight_quantizer" for n, _ in weight_owners(model)}
+    for name, q in active:
+        if name not in weight_names:
+            q.start_calibration()
+    with torch.no_grad():
+        seen = forward_loop(model)
+    if seen == 0:
+        raise CalibrationError("no calibration images were given")
+    unseen = [name for name, q in active if name not in weight_names and not q.finish_calibration()]
+    with torch.no_grad():
+        for _name, owner in weight_owners(model):
+            if owner.weight_quantizer.spec is not None:
+                owner.weight_quantizer.calibrate_weight(owner.quant_weight())
+    if unseen:
+        log.warning("%d quantizers saw no calibration data and stay float: %s", len(unseen),
+                    ", ".join(unseen[:5]) + (" ..." if len(unseen) > 5 else ""))
+    set_enabled(model, True)
+    return model
+
+
+def quant_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: q.state() for name, q in quantizers(model) if q.scale is not None}
+
+
+def save_quant_state(model: nn.Module, recipe: QuantRecipe, path: str | os.PathLike) -> None:
+    """Recipe + per-quantizer tensors (no modules, loads with `weights_only=True`)."""
+    torch.save({"version": STATE_VERSION, "recipe": recipe.to_dict(),
+                "quantizers": quant_state(model)}, path)
+
+
+def read_quant_state(path: str | os.PathLike) -> tuple[QuantRecipe, dict]:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise CalibrationError(f"{path} is not a trtq quant state ({exc}); "
+                               "re-run `trtq calibrate`") from exc
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise CalibrationError(f"{path} is not a trtq quant state (version {STATE_VERSION})")
+    return recipe_from_dict(data["recipe"]), data["quantizers"]
+
+
+def load_quant_state(model: nn.Module, path: str | os.PathLike) -> QuantRecipe:
+    """Quantize `model` with the saved recipe and load the saved scales; returns the recipe."""
+    recipe, states = read_quant_state(path)
+    quantize(model.eval(), recipe)
+    known = dict(quantizers(model))
+    missing = sorted(set(states) - set(known))
+    if missing:
+        raise CalibrationError(f"{path} has quantizers this model lacks ({missing[0]}, ...): "
+                               "it was calibrated for another model")
+    for name, state in states.items():
+        known[name].load_state(state, name)
+    set_enabled(model, True)
+    return recipe
+
+
+def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
+             float_attention: bool = False) -> QuantRecipe:
+    """Switch a calibrated model between the TensorRT target (symmetric int8 activations) and
+    the onnxruntime target (asymmetric uint8 activations) without recalibrating; optionally
+    turn the attention-matmul quantizers off. Returns the recipe that now describes it."""
+    want_symmetric = target == "tensorrt"
+    for name, q in quantizers(model):
+        if q.spec is None or q.spec.axis is not None:
+            continue
+        if q.spec.symmetric != want_symmetric:
+            q.flip_symmetry()
+        if float_attention and name.rsplit(".", 2)[-2].endswith("_matmul"):
+            q.configure(None)
+    new = recipe.for_target(target)
+    if float_attention:
+        from trtq.recipes import QuantRule, replace_rules
+
+        new = replace_rules(new, new.rules + (QuantRule("*_matmul.*", None),))
+    return new

@@ -1,0 +1,144 @@
+"""Quantized modules and the registry that installs them.
+
+`register_quant_module(Original, Quantized)` maps a float module type onto its quantized twin;
+`install_quant_modules(model)` swaps every registered module for its twin (the same parameters
+and state-dict keys, plus `*_quantizer` children). No `forward` is monkey-patched: the twins are
+ordinary subclasses. With every quantizer off a twin computes exactly what the original did.
+
+Quantizer names (what recipes match): `<module>.input_quantizer` and `<module>.weight_quantizer`
+for Linear/Conv; `<matmul>.input_quantizer` and `<matmul>.other_quantizer` for the two operands
+of an attention matmul (`torch.matmul(input, other)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trtq.calib.quantizer import TensorQuantizer
+from trtq.models.layers import ConvBN, MatMul
+
+_REGISTRY: dict[type[nn.Module], type[nn.Module]] = {}
+
+
+def register_quant_module(original: type[nn.Module], quantized: type[nn.Module]) -> None:
+    """Quantize every `original` (exact type) by converting it with `quantized.convert`."""
+    _REGISTRY[original] = quantized
+
+
+def registered() -> dict[type[nn.Module], type[nn.Module]]:
+    return dict(_REGISTRY)
+
+
+class QuantLinear(nn.Linear):
+    @classmethod
+    def convert(cls, module: nn.Linear) -> QuantLinear:
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.in_features, new.out_features = module.in_features, module.out_features
+        new.weight, new.bias = module.weight, module.bias
+        new.input_quantizer, new.weight_quantizer = TensorQuantizer(), TensorQuantizer()
+        return new
+
+    def quant_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias)
+
+
+class QuantConv2d(nn.Conv2d):
+    @classmethod
+    def convert(cls, module: nn.Conv2d) -> QuantConv2d:
+        new = cls.__new__(cls)
+        new.__dict__.update(module.__dict__)
+        new._parameters = dict(module._parameters)
+        new._buffers = dict(module._buffers)
+        new._modules = dict(module._modules)
+        new.input_quantizer, new.weight_quantizer = TensorQuantizer(), TensorQuantizer()
+        return new
+
+    def quant_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight_quantizer(self.weight)
+        return self._conv_forward(self.input_quantizer(x), w, self.bias)
+
+
+class QuantConvBN(nn.Module):
+    """Conv + BatchNorm. Quantized, it runs one conv with the BatchNorm folded into the weight
+    and bias (what TensorRT would fuse), so the weight scales are those of the folded weight.
+    Off, it runs conv then BatchNorm exactly like `ConvBN`. Keys stay `c.*` and `bn.*`."""
+
+    @classmethod
+    def convert(cls, module: ConvBN) -> QuantConvBN:
+        new = cls()
+        new.c, new.bn = module.c, module.bn
+        new.input_quantizer, new.weight_quantizer = TensorQuantizer(), TensorQuantizer()
+        return new
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        bn = self.bn
+        factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = self.c.weight * factor.reshape(-1, 1, 1, 1)
+        bias = bn.bias - bn.running_mean * factor
+        if self.c.bias is not None:
+            bias = bias + self.c.bias * factor
+        return weight, bias
+
+    def quant_weight(self) -> torch.Tensor:
+        return self._folded()[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_quantizer(x)
+        if not (self.weight_quantizer.enabled or self.weight_quantizer.calibrating):
+            return self.bn(self.c(x))
+        weight, bias = self._folded()
+        return self.c._conv_forward(x, self.weight_quantizer(weight), bias)
+
+
+class QuantMatMul(MatMul):
+    @classmethod
+    def convert(cls, module: MatMul) -> QuantMatMul:
+        new = cls()
+        new.input_quantizer, new.other_quantizer = TensorQuantizer(), TensorQuantizer()
+        return new
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.input_quantizer(a), self.other_quantizer(b))
+
+
+register_quant_module(nn.Linear, QuantLinear)
+register_quant_module(nn.Conv2d, QuantConv2d)
+register_quant_module(ConvBN, QuantConvBN)
+register_quant_module(MatMul, QuantMatMul)
+
+
+def install_quant_modules(model: nn.Module) -> int:
+    """Replace registered modules in place (outermost first); returns how many were replaced."""
+    count = 0
+    for name, child in list(model.named_children()):
+        twin = _REGISTRY.get(type(child))
+        if twin is not None:
+            setattr(model, name, twin.convert(child))
+            count += 1
+        else:
+            count += install_quant_modules(child)
+    return count
+
+
+def quantizers(model: nn.Module) -> Iterator[tuple[str, TensorQuantizer]]:
+    for name, module in model.named_modules():
+        if isinstance(module, TensorQuantizer):
+            yield name, module
+
+
+def weight_owners(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Modules with a `weight_quantizer` and a `quant_weight()` (the tensor it quantizes)."""
+    for name, module in model.named_modules():
+        if hasattr(module, "weight_quantizer") and hasattr(module, "quant_weight"):
+            yield name, module

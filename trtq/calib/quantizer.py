@@ -1,0 +1,127 @@
+"""`TensorQuantizer`: fake quantization of one tensor, with a calibration mode.
+
+States: off (identity, the default), calibrating (identity while an observer records the
+tensor), and on (fake-quantize with the calibrated scale and zero point). The arithmetic is
+torch's `fake_quantize_per_{tensor,channel}_affine`, which the ONNX exporter writes as a
+QuantizeLinear/DequantizeLinear pair, so the simulated and the exported model round alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from trtq.calib.observers import ActivationObserver, range_to_qparams, weight_range
+from trtq.errors import TrtqError
+from trtq.recipes import QuantizerSpec
+
+
+class CalibrationError(TrtqError):
+    """Calibration could not produce a usable quantizer."""
+
+
+class TensorQuantizer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec: QuantizerSpec | None = None
+        self.enabled = False
+        self.calibrating = False
+        self.export_mode = False
+        self.observer: ActivationObserver | None = None
+        self.scale: torch.Tensor | None = None
+        self.zero_point: torch.Tensor | None = None
+        # qparams for the same data with the other symmetry (activations only), so one
+        # calibration serves both the TensorRT (symmetric) and onnxruntime (uint8) targets
+        self.alt: dict[str, torch.Tensor] | None = None
+
+    def extra_repr(self) -> str:
+        if self.spec is None:
+            return "float"
+        state = "on" if self.enabled else "off"
+        return f"{self.spec.describe()}, {state}, calibrated={self.scale is not None}"
+
+    # -- configuration -------------------------------------------------------------------
+    def configure(self, spec: QuantizerSpec | None) -> None:
+        self.spec, self.enabled = spec, False
+        self.scale = self.zero_point = self.observer = self.alt = None
+
+    def start_calibration(self) -> None:
+        if self.spec is not None:
+            self.calibrating = True
+            self.observer = ActivationObserver(self.spec)
+
+    def finish_calibration(self) -> bool:
+        """Turn the observed statistics into qparams; False if this tensor was never seen."""
+        self.calibrating = False
+        observer, self.observer = self.observer, None
+        if self.spec is None or observer is None or observer.batches == 0:
+            return False
+        lo, hi = observer.compute()
+        self.set_range(torch.tensor(lo), torch.tensor(hi))
+        other = replace(self.spec, symmetric=not self.spec.symmetric)
+        observer.spec = other
+        scale, zero_point = range_to_qparams(*map(torch.tensor, observer.compute()), other)
+        self.alt = {"scale": scale, "zero_point": zero_point}
+        return True
+
+    def flip_symmetry(self) -> None:
+        """Switch an activation quantizer to the other symmetry using its stored alt qparams."""
+        if self.spec is None:
+            return
+        if self.alt is None:
+            raise CalibrationError("this quant state has no alternative-symmetry ranges; "
+                                   "re-run `trtq calibrate` with this trtq version")
+        current = {"scale": self.scale, "zero_point": self.zero_point}
+        self.spec = replace(self.spec, symmetric=not self.spec.symmetric)
+        self.scale, self.zero_point = self.alt["scale"], self.alt["zero_point"]
+        self.alt = current
+
+    def calibrate_weight(self, weight: torch.Tensor) -> None:
+        lo, hi = weight_range(weight, self.spec)
+        self.set_range(lo, hi)
+
+    def set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        self.scale, self.zero_point = range_to_qparams(lo, hi, self.spec)
+
+    # -- state (plain tensors, no pickled modules) ---------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        if self.scale is None:
+            return {}
+        out = {"scale": self.scale.clone(), "zero_point": self.zero_point.clone()}
+        if self.alt is not None:
+            out |= {"alt_scale": self.alt["scale"], "alt_zero_point": self.alt["zero_point"]}
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor], name: str) -> None:
+        if self.spec is None:
+            raise CalibrationError(f"{name}: the saved state quantizes it but the recipe keeps "
+                                   "it float; the state and recipe do not match")
+        scale = state["scale"].to(torch.float32)
+        expected = () if self.spec.axis is None else (scale.numel(),)
+        if tuple(scale.shape) != expected or not bool(torch.all(scale > 0)):
+            raise CalibrationError(f"{name}: saved scale has shape {tuple(scale.shape)} or a "
+                                   "non-positive value; re-run `trtq calibrate`")
+        self.scale, self.zero_point = scale, state["zero_point"].to(torch.int32)
+        if "alt_scale" in state:
+            self.alt = {"scale": state["alt_scale"].to(torch.float32),
+                        "zero_point": state["alt_zero_point"].to(torch.int32)}
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calibrating:
+            self.observer.update(x)
+            return x
+        if not self.enabled:
+            return x
+        if self.scale is None:
+            raise CalibrationError("a quantizer is on but has no range: calibrate the model "
+                                   "(trtq.calib.calibrate) or load a quant state first")
+        spec = self.spec
+        qmin = -128 if (self.export_mode and spec.narrow and spec.bits == 8) else spec.qmin
+        if spec.axis is None:
+            return torch.fake_quantize_per_tensor_affine(
+                x, self.scale, self.zero_point, qmin, spec.qmax)
+        return torch.fake_quantize_per_channel_affine(
+            x, self.scale, self.zero_point, spec.axis, qmin, spec.qmax)

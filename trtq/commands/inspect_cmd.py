@@ -1,0 +1,114 @@
+"""`trtq inspect`: the TensorRT Q/DQ lint + INT8 MAC coverage of an ONNX graph, or a recipe's
+resolved quantizer table on a model."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from trtq.errors import TrtqError
+
+log = logging.getLogger("trtq.export")
+
+# Export part → the prefix its ONNX node names lack relative to the SamModel's module names.
+PART_PREFIX = {"encoder": "image_encoder.", "decoder": ""}
+
+
+def _recipe_coverage(record: dict, coverage) -> float | None:
+    """Coverage over the MACs of the layers the export quantized (listed in the sidecar)."""
+    from trtq.export.qdq_lint import module_path
+
+    layers = record.get("quantized_layers")
+    if layers is None:
+        return None
+    prefix = PART_PREFIX.get(record.get("part"), "")
+    wanted_float = sum(macs for name, macs in coverage.float_layers
+                       if f"{prefix}{module_path(name)}" in set(layers))
+    wanted = coverage.int8_macs + wanted_float
+    return coverage.int8_macs / wanted if wanted else None
+
+
+def inspect_onnx(path: str) -> dict:
+    import onnx
+
+    from trtq.artifacts import sidecar_path
+    from trtq.engines.onnxruntime_session import check_onnx
+    from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
+
+    check_onnx(path)
+    record = {}
+    if sidecar_path(path).is_file():
+        from trtq.artifacts import read_sidecar
+
+        record = read_sidecar(path)
+        if record.get("target", "tensorrt") != "tensorrt":
+            raise TrtqError(f"{path} was exported for the {record['target']} target (uint8 "
+                            "activations, INT8 weights without Q); TensorRT's parser rejects "
+                            "it. Re-export with `trtq export --target tensorrt`")
+    model = onnx.load(path)
+    report = lint_qdq(model)
+    coverage = int8_mac_coverage(model)
+    return {"onnx": str(path), "part": record.get("part"), "precision": record.get("precision"),
+            "lint_errors": report.errors, "lint_warnings": report.warnings,
+            "quantize_nodes": report.quantize_nodes, "dequantize_nodes": report.dequantize_nodes,
+            "int8_mac_coverage": coverage.fraction,
+            "int8_mac_coverage_of_recipe": _recipe_coverage(record, coverage),
+            "total_macs": coverage.total_macs, "int8_macs": coverage.int8_macs,
+            "float_layers": [{"node": n, "macs": m} for n, m in coverage.float_layers[:20]]}
+
+
+def _print_onnx(result: dict) -> None:
+    print(f"{result['onnx']}: {result['quantize_nodes']} QuantizeLinear, "
+          f"{result['dequantize_nodes']} DequantizeLinear")
+    by_recipe = result["int8_mac_coverage_of_recipe"]
+    print(f"INT8 MAC coverage: {result['int8_mac_coverage']:.1%} of all Conv/MatMul MACs"
+          + (f", {by_recipe:.1%} of those the recipe quantizes" if by_recipe is not None else ""))
+    for row in result["float_layers"][:8]:
+        share = row["macs"] / result["total_macs"] if result["total_macs"] else 0
+        print(f"  float: {row['node']} ({share:.2%} of MACs)")
+    for warning in result["lint_warnings"][:5]:
+        print(f"lint warning: {warning}")
+    for error in result["lint_errors"]:
+        print(f"lint error: {error}")
+    print("lint: " + ("passed" if not result["lint_errors"] else
+                      f"{len(result['lint_errors'])} errors"))
+
+
+def inspect_recipe(args) -> dict:
+    from trtq.calib import quantize
+    from trtq.calib.modules import quantizers
+    from trtq.commands.calibrate_cmd import resolve_recipe
+    from trtq.models.registry import get_spec
+
+    recipe = resolve_recipe(args)
+    model = get_spec(args.model).build()  # architecture only: no weights are needed
+    quantize(model, recipe)
+    table = {name: (q.spec.describe() if q.spec else "float") for name, q in quantizers(model)}
+    return {"recipe": recipe.name, "model": args.model, "deployable": recipe.deployable,
+            "target": recipe.target, "description": recipe.description,
+            "notes": list(recipe.notes), "rules": recipe.to_dict()["rules"],
+            "quantizers": table}
+
+
+def run(args) -> int:
+    from trtq import artifacts
+
+    if args.out:
+        artifacts.check_writable(args.out, args.force)
+    if args.onnx:
+        result = inspect_onnx(args.onnx)
+        _print_onnx(result)
+    else:
+        result = inspect_recipe(args)
+        on = sum(1 for v in result["quantizers"].values() if v != "float")
+        print(f"recipe {result['recipe']} on {result['model']}: {on} of "
+              f"{len(result['quantizers'])} quantizers on; deployable to TensorRT: "
+              f"{'yes' if result['deployable'] else 'no'}")
+        for note in result["notes"]:
+            print(f"note: {note}")
+        width = max(len(n) for n in result["quantizers"])
+        for name, desc in result["quantizers"].items():
+            print(f"{name:<{width}}  {desc}")
+    if args.out:
+        artifacts.write_text(args.out, json.dumps(result, indent=2) + "\n", force=args.force)
+    return 1 if args.onnx and result["lint_errors"] else 0

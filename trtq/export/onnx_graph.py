@@ -1,0 +1,64 @@
+"""Small read helpers over an ONNX graph: constants, producers, consumers, static shapes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+class Graph:
+    """Index of one `onnx.GraphProto`: who produces and who consumes each tensor."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.initializers = {i.name: i for i in self.graph.initializer}
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in self.graph.node:
+            for out in node.output:
+                self.producer[out] = node
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant-node output, else None."""
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return numpy_helper.to_array(attr.t)
+        return None
+
+    def is_constant(self, name: str) -> bool:
+        return self.constant(name) is not None
+
+
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    for attr in node.attribute:
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
+
+
+def static_shapes(model: onnx.ModelProto, unknown: int = 1) -> dict[str, tuple[int, ...]]:
+    """Shapes of every tensor after ONNX shape inference; symbolic dims count as `unknown`."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + \
+        list(inferred.graph.output)
+    for value in values:
+        ttype = value.type.tensor_type
+        if not ttype.HasField("shape"):
+            continue
+        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else unknown
+                                   for d in ttype.shape.dim)
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes

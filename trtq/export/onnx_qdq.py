@@ -1,0 +1,109 @@
+"""INT8 Q/DQ ONNX export of a calibrated model (encoder.onnx, decoder.onnx + sidecars).
+
+The calibrated quantizers export as QuantizeLinear/DequantizeLinear pairs; `qdq_rewrite` makes
+the weights deployable for the chosen target; for the TensorRT target the result must pass the
+explicit-quantization lint, or nothing is written. Parity with the fake-quantized PyTorch model
+is measured in onnxruntime and recorded (rounding ties can differ, so it is reported, and
+judged by mask agreement in `trtq eval`, rather than held to the FP32 export's 1e-4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import onnx
+
+from trtq.artifacts import atomic_output, check_writable, sidecar_path, write_sidecar
+from trtq.calib.modules import quantizers
+from trtq.errors import ArtifactError
+from trtq.export.onnx_fp32 import ExportSpec, _parity, _torch_export, sam_parts
+from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
+from trtq.export.qdq_rewrite import rewrite_weights
+
+log = logging.getLogger("trtq.export")
+
+QDQ_PARITY_BOUND = 0.25  # relative; a wrong graph is off by O(1), rounding-tie drift far less
+
+
+@contextlib.contextmanager
+def export_mode(model):
+    qs = [q for _, q in quantizers(model)]
+    for q in qs:
+        q.export_mode = True
+    try:
+        yield
+    finally:
+        for q in qs:
+            q.export_mode = False
+
+
+def check_exportable(recipe) -> None:
+    if recipe.bits - {8}:
+        raise ArtifactError(f"recipe {recipe.name!r} uses {sorted(recipe.bits)}-bit quantizers: "
+                            "it is simulation-only; ONNX Q/DQ export needs 8-bit recipes")
+
+
+def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = False) -> dict:
+    """Export one part, rewrite its weights, lint (TensorRT target), measure parity."""
+    from trtq.engines.onnxruntime_session import check_onnx, create_session
+
+    with atomic_output(path, force) as tmp:
+        _torch_export(part, tmp, opset)
+        model = onnx.load(str(tmp))
+        rewritten = rewrite_weights(model, target)
+        report = lint_qdq(model)
+        if target == "tensorrt" and report.errors:
+            raise ArtifactError(f"{path.name} fails the TensorRT Q/DQ lint: "
+                                + "; ".join(report.errors[:3]))
+        coverage = int8_mac_coverage(model)
+        onnx.save(model, str(tmp))
+        check_onnx(tmp)
+        worst = _parity(part, create_session(tmp))
+        if worst > QDQ_PARITY_BOUND:
+            raise ArtifactError(f"{path.name}: onnxruntime differs from the fake-quantized "
+                                f"PyTorch model by {worst:.2e} (relative); the export is wrong")
+    return {"parity_max_rel_diff": worst, "parity_cases": len(part.parity_feeds),
+            "weights_rewritten": rewritten, "lint_errors": report.errors,
+            "lint_warnings": len(report.warnings), "quantize_nodes": report.quantize_nodes,
+            "dequantize_nodes": report.dequantize_nodes,
+            "int8_mac_coverage": coverage.fraction, "total_macs": coverage.total_macs}
+
+
+def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike,
+                     target: str = "tensorrt", inputs: dict | None = None,
+                     force: bool = False) -> dict:
+    """Export a calibrated `model` as Q/DQ ONNX into `out_dir`; returns a summary."""
+    check_exportable(recipe)
+    if spec.opset < 13:
+        raise ArtifactError("Q/DQ export needs opset >= 13 (per-channel axis)")
+    out = Path(out_dir)
+    parts = sam_parts(model.eval())
+    for part in parts:
+        check_writable(out / f"{part.name}.onnx", force)
+        check_writable(sidecar_path(out / f"{part.name}.onnx"), force)
+    layers = sorted(name.rsplit(".", 1)[0] for name, q in quantizers(model)
+                    if q.enabled and name.endswith(".input_quantizer"))
+    common = {"model": spec.model_name, "quantized_layers": layers, "precision": "int8",
+              "target": target,
+              "opset": spec.opset, "recipe": recipe.to_dict(), "recipe_sha256": recipe.sha256(),
+              "deployable": recipe.deployable and target == "tensorrt",
+              "preprocess": asdict(model.preprocess)}
+    if spec.checkpoint_sha256:
+        inputs = {"checkpoint": spec.checkpoint_sha256, **(inputs or {})}
+    result = {}
+    with export_mode(model):
+        for part in parts:
+            path = out / f"{part.name}.onnx"
+            log.info("exporting the INT8 %s (%s target) to %s", part.name, target, path)
+            record = export_qdq_part(part, path, spec.opset, target, force)
+            shapes = {n: list(a.shape) for n, a in zip(part.inputs, part.example_args,
+                                                       strict=True)}
+            write_sidecar(path, "onnx", inputs, {**common, "part": part.name,
+                          "input_shapes": shapes, "output_names": list(part.outputs),
+                          "dynamic_axes": part.dynamic_axes, **record}, force=True)
+            result[part.name] = {"path": str(path), **record}
+    return result

@@ -1,0 +1,104 @@
+"""Rewrites that make torch's Q/DQ export deployable.
+
+torch writes every fake-quantized weight as `W → QuantizeLinear → DequantizeLinear`, with a
+`Transpose` after the DQ for Linear layers exported as MatMul. This pass:
+
+* folds that Transpose into the weight, so DQ feeds MatMul directly and the per-channel axis
+  becomes 1 (the output-channel axis of an ONNX MatMul weight [K, N]);
+* clamps each weight to ±127·scale, which makes the exported [-128, 127] quantizer equal to the
+  narrow [-127, 127] weight quantizer that was simulated;
+* for the onnxruntime target, stores weights as INT8 initializers feeding DequantizeLinear
+  (no QuantizeLinear on constants), the form onnxruntime fuses into integer kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from trtq.export.onnx_graph import Graph, attribute
+
+
+def _set_initializer(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
+    for index, init in enumerate(model.graph.initializer):
+        if init.name == name:
+            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(value, name))
+            return
+    model.graph.initializer.append(numpy_helper.from_array(value, name))
+
+
+def _set_axis(node: onnx.NodeProto, axis: int) -> None:
+    for attr in node.attribute:
+        if attr.name == "axis":
+            attr.i = axis
+            return
+    node.attribute.append(helper.make_attribute("axis", axis))
+
+
+def _broadcast(scale: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    if scale.size == 1:
+        return scale.reshape(())
+    shape = [1] * ndim
+    shape[axis] = scale.size
+    return scale.reshape(shape)
+
+
+def _fold_transpose(model, g: Graph, q, dq, weight: np.ndarray) -> np.ndarray:
+    """DQ → Transpose(1,0) → MatMul becomes DQ → MatMul on the transposed weight."""
+    users = g.consumers.get(dq.output[0], [])
+    if len(users) != 1 or users[0].op_type != "Transpose" or weight.ndim != 2:
+        return weight
+    transpose = users[0]
+    if list(attribute(transpose, "perm", [1, 0])) != [1, 0]:
+        return weight
+    for user in g.consumers.get(transpose.output[0], []):
+        for i, name in enumerate(user.input):
+            if name == transpose.output[0]:
+                user.input[i] = dq.output[0]
+    model.graph.node.remove(transpose)
+    axis = attribute(q, "axis", 1)
+    if np.asarray(g.constant(q.input[1])).size > 1:
+        _set_axis(q, 1 - axis)
+        _set_axis(dq, 1 - axis)
+    return weight.T.copy()
+
+
+def rewrite_weights(model: onnx.ModelProto, target: str) -> int:
+    """Apply the rewrites above in place; returns how many weights were rewritten."""
+    count = 0
+    for q in [n for n in model.graph.node if n.op_type == "QuantizeLinear"]:
+        g = Graph(model)
+        weight = g.constant(q.input[0])
+        if weight is None or q.input[0] not in g.initializers:
+            continue
+        dqs = g.consumers.get(q.output[0], [])
+        if len(dqs) != 1 or dqs[0].op_type != "DequantizeLinear":
+            continue
+        dq = dqs[0]
+        weight = _fold_transpose(model, g, q, dq, weight)
+        scale = np.asarray(g.constant(q.input[1]), dtype=np.float32)
+        axis = attribute(q, "axis", 1) if scale.size > 1 else 0
+        axis = axis + weight.ndim if axis < 0 else axis
+        s = _broadcast(scale, weight.ndim, axis)
+        new_name = q.input[0] + "_qdq" if len(g.consumers[q.input[0]]) > 1 else q.input[0]
+        if target == "onnxruntime":
+            quantized = np.clip(np.round(weight / s), -127, 127).astype(np.int8)
+            _set_initializer(model, new_name + "_int8", quantized)
+            dq.input[0] = new_name + "_int8"
+            model.graph.node.remove(q)
+        else:
+            clamped = np.clip(weight, -127 * s, 127 * s).astype(np.float32)
+            _set_initializer(model, new_name, clamped)
+            q.input[0] = new_name
+        count += 1
+    _drop_unused_initializers(model)
+    return count
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)

@@ -1,0 +1,222 @@
+"""Quantization recipes: which quantizer gets which format, as ordered wildcard rules.
+
+A recipe is a tuple of `QuantRule`s over fully qualified quantizer names such as
+`image_encoder.layers.1.blocks.0.attn.qkv.input_quantizer`; rules are matched with fnmatch and
+the **last** match wins. A rule whose `spec` is None keeps that quantizer off (float).
+
+Presets:
+
+* `fp16`: no quantizers (the FP16 engine baseline; the ONNX stays FP32 and TensorRT runs FP16).
+* `w8a8`: deployable TensorRT INT8: symmetric, per-channel weights on the output-channel axis,
+  per-tensor activations, every Linear/Conv and both attention matmuls quantized; LayerNorm,
+  softmax, GELU, residual adds, the patch-embed input, the prompt encoder and the mask
+  decoder's output heads stay in float (ALGORITHMS.md §1).
+* `w{N}a{N}` (e.g. `w6a6`, `w4a4`, N in 2..8): the same placement at other bit widths, for
+  simulation only (TensorRT has no 2–7-bit activations).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from trtq.errors import TrtqError
+
+OBSERVERS = ("minmax", "avg_minmax", "percentile", "entropy", "mse")
+WEIGHT_OBSERVERS = ("minmax", "mse")
+
+
+class RecipeError(TrtqError):
+    """A recipe that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class QuantizerSpec:
+    """How one tensor is fake-quantized and how its range is chosen.
+
+    `axis` None is per-tensor; an int is per-channel along that axis (weights only). `narrow`
+    uses [-(2^(b-1)-1), 2^(b-1)-1] (TensorRT's weight range, [-127, 127] at 8 bits).
+    """
+
+    bits: int = 8
+    symmetric: bool = True
+    axis: int | None = None
+    narrow: bool = False
+    observer: str = "minmax"
+    percentile: float = 99.99
+    mse_p: float = 2.4
+    mse_candidates: int = 100
+    histogram_bins: int = 2048
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 8:
+            raise RecipeError(f"bits={self.bits}: trtq quantizes to 2..8 bits")
+        if self.observer not in OBSERVERS:
+            raise RecipeError(f"observer {self.observer!r} is unknown; use one of "
+                              f"{', '.join(OBSERVERS)}")
+        if self.axis is not None and self.observer not in WEIGHT_OBSERVERS:
+            raise RecipeError(f"per-channel (axis={self.axis}) quantizers take the observer "
+                              f"minmax or mse, not {self.observer!r}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise RecipeError(f"percentile={self.percentile}: give a value in (50, 100]")
+        if self.mse_p <= 0 or self.mse_candidates < 2:
+            raise RecipeError("mse search needs mse_p > 0 and at least 2 candidates")
+        if self.histogram_bins < 128:
+            raise RecipeError("histogram_bins must be at least 128")
+
+    @property
+    def qmin(self) -> int:
+        if not self.symmetric:
+            return 0
+        return -(2 ** (self.bits - 1)) + (1 if self.narrow else 0)
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** self.bits - 1 if not self.symmetric else 2 ** (self.bits - 1) - 1
+
+    def describe(self) -> str:
+        kind = "sym" if self.symmetric else "asym"
+        gran = "per-tensor" if self.axis is None else f"per-channel(axis={self.axis})"
+        obs = self.observer + (f"({self.percentile})" if self.observer == "percentile" else "")
+        return f"int{self.bits} {kind} {gran} [{self.qmin},{self.qmax}] {obs}"
+
+
+@dataclass(frozen=True)
+class QuantRule:
+    """`pattern` (fnmatch over quantizer names) → `spec`, or None to keep the tensor float."""
+
+    pattern: str
+    spec: QuantizerSpec | None
+
+
+@dataclass(frozen=True)
+class QuantRecipe:
+    name: str
+    rules: tuple[QuantRule, ...] = ()
+    deployable: bool = False
+    target: str = "tensorrt"
+    description: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.target not in ("tensorrt", "onnxruntime"):
+            raise RecipeError(f"target {self.target!r}: use tensorrt or onnxruntime")
+
+    def spec_for(self, name: str) -> QuantizerSpec | None:
+        found = None
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(name, rule.pattern):
+                found = rule.spec
+        return found
+
+    def resolve(self, names) -> dict[str, QuantizerSpec | None]:
+        return {name: self.spec_for(name) for name in names}
+
+    def with_activation_observer(self, observer: str, percentile: float | None = None):
+        """The same recipe with every per-tensor activation quantizer on `observer`."""
+        rules = []
+        for rule in self.rules:
+            spec = rule.spec
+            if spec is not None and spec.axis is None:
+                extra = {"percentile": percentile} if percentile is not None else {}
+                spec = replace(spec, observer=observer, **extra)
+            rules.append(QuantRule(rule.pattern, spec))
+        return replace(self, rules=tuple(rules))
+
+    def for_target(self, target: str):
+        """The recipe re-targeted: onnxruntime takes asymmetric (uint8) activations."""
+        if target == self.target:
+            return self
+        rules = []
+        for rule in self.rules:
+            spec = rule.spec
+            if spec is not None and spec.axis is None:
+                spec = replace(spec, symmetric=target == "tensorrt")
+            rules.append(QuantRule(rule.pattern, spec))
+        return replace(self, rules=tuple(rules), target=target)
+
+    @property
+    def bits(self) -> set[int]:
+        return {r.spec.bits for r in self.rules if r.spec is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def sha256(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def replace_rules(recipe: QuantRecipe, rules: tuple[QuantRule, ...]) -> QuantRecipe:
+    return replace(recipe, rules=tuple(rules))
+
+
+def recipe_from_dict(data: dict[str, Any]) -> QuantRecipe:
+    try:
+        rules = tuple(
+            QuantRule(r["pattern"], None if r["spec"] is None else QuantizerSpec(**r["spec"]))
+            for r in data["rules"])
+        return QuantRecipe(name=data["name"], rules=rules, deployable=bool(data["deployable"]),
+                           target=data.get("target", "tensorrt"),
+                           description=data.get("description", ""),
+                           notes=tuple(data.get("notes", ())))
+    except (KeyError, TypeError) as exc:
+        raise RecipeError(f"not a trtq recipe record ({exc}); re-run `trtq calibrate`") from exc
+
+
+# Quantizers kept in float by every preset: the image itself entering the patch embedding,
+# the prompt encoder, and the mask decoder's output heads (ALGORITHMS.md §1).
+FLOAT_PATTERNS = (
+    "image_encoder.patch_embed.seq.0.input_quantizer",  # TinyViT: first conv sees the image
+    "image_encoder.patch_embed.proj.input_quantizer",  # SAM ViT
+    "prompt_encoder.*",
+    "mask_decoder.output_upscaling.*",
+    "mask_decoder.output_hypernetworks_mlps.*",
+    "mask_decoder.iou_prediction_head.*",
+)
+
+
+def uniform_recipe(bits: int, observer: str = "entropy", name: str | None = None) -> QuantRecipe:
+    """Weights int`bits` symmetric per-channel (min/max), activations int`bits` per-tensor."""
+    weight = QuantizerSpec(bits=bits, axis=0, narrow=True, observer="minmax")
+    act = QuantizerSpec(bits=bits, observer=observer)
+    rules = [QuantRule("*.weight_quantizer", weight), QuantRule("*.input_quantizer", act),
+             QuantRule("*.other_quantizer", act)]
+    rules += [QuantRule(p, None) for p in FLOAT_PATTERNS]
+    deployable = bits == 8
+    return QuantRecipe(
+        name=name or f"w{bits}a{bits}", rules=tuple(rules), deployable=deployable,
+        description=(f"uniform symmetric INT{bits}: per-channel weights, per-tensor activations "
+                     f"({observer}); Linear/Conv and both attention matmuls"),
+        notes=() if deployable else ("simulation only: TensorRT has no "
+                                     f"{bits}-bit activations",))
+
+
+FP16 = QuantRecipe("fp16", (), deployable=True,
+                   description="no quantizers: the FP16 TensorRT baseline (ONNX stays FP32)")
+
+_PRESET_RE = re.compile(r"w(\d)a(\d)")
+
+
+def preset_names() -> list[str]:
+    return ["fp16", "w8a8", "w6a6", "w4a4", "w{N}a{N}"]
+
+
+def get_recipe(name: str) -> QuantRecipe:
+    """A preset by name: fp16, w8a8, or w{N}a{N} with N in 2..8."""
+    if name == "fp16":
+        return FP16
+    match = _PRESET_RE.fullmatch(name)
+    if match:
+        w, a = int(match.group(1)), int(match.group(2))
+        if w != a:
+            raise RecipeError(f"recipe {name!r}: trtq presets use the same width for weights and "
+                              "activations (w4a4, w6a6, w8a8)")
+        if not 2 <= w <= 8:
+            raise RecipeError(f"recipe {name!r}: bit widths run from 2 to 8")
+        return uniform_recipe(w)
+    raise RecipeError(f"unknown recipe {name!r}; presets: {', '.join(preset_names())}")
