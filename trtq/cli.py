@@ -82,7 +82,7 @@ def _add_eval(sub) -> None:
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     """Options that adjust a preset recipe (calibrate, inspect --recipe)."""
     p.add_argument("--observer", choices=OBSERVERS,
-                   help="activation range observer (default: the recipe's, entropy for w8a8)")
+                   help="activation range observer (default: percentile 99.99)")
     p.add_argument("--percentile", type=float, help="percentile for --observer percentile")
     p.add_argument("--target", choices=("tensorrt", "onnxruntime"),
                    help="tensorrt: symmetric int8 activations (default); onnxruntime: uint8")

@@ -177,10 +177,19 @@ FLOAT_PATTERNS = (
     "mask_decoder.output_upscaling.*",
     "mask_decoder.output_hypernetworks_mlps.*",
     "mask_decoder.iou_prediction_head.*",
+    # Measured on LiteMedSAM (bench/sensitivity.py, busi): the two most damaging quantizers
+    # per MAC. TinyViT's depthwise convs (`conv2` of MBConv and PatchMerging) see post-GELU
+    # activations whose channel ranges differ 25×, so a per-tensor INT8 scale erases most
+    # channels (mask IoU vs float 0.93 from one layer), for ~1 % of encoder MACs. The decoder's
+    # token→image attn·v multiplies softmax probabilities over 4096 image tokens (≈1/4096
+    # each), below one uniform INT8 step: PTQ4SAM's log2 quantizer (AGQ) is the fix for that.
+    "image_encoder.*.conv2.*",
+    "mask_decoder.*token_to_image.av_matmul.*",
 )
 
 
-def uniform_recipe(bits: int, observer: str = "entropy", name: str | None = None) -> QuantRecipe:
+def uniform_recipe(bits: int, observer: str = "percentile",
+                   name: str | None = None) -> QuantRecipe:
     """Weights int`bits` symmetric per-channel (min/max), activations int`bits` per-tensor."""
     weight = QuantizerSpec(bits=bits, axis=0, narrow=True, observer="minmax")
     act = QuantizerSpec(bits=bits, observer=observer)

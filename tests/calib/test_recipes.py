@@ -32,10 +32,14 @@ def test_w8a8_is_deployable_and_keeps_sensitive_parts_float():
     w, a = r.spec_for(W8), r.spec_for(A8)
     assert (w.bits, w.symmetric, w.axis, w.narrow, w.qmin, w.qmax) == (8, True, 0, True, -127, 127)
     assert (a.bits, a.symmetric, a.axis, a.qmin, a.qmax) == (8, True, None, -128, 127)
+    assert (a.observer, a.percentile) == ("percentile", 99.99)
     for name in ("image_encoder.patch_embed.seq.0.input_quantizer",
                  "prompt_encoder.mask_downscaling.0.input_quantizer",
                  "mask_decoder.output_hypernetworks_mlps.0.layers.0.weight_quantizer",
-                 "mask_decoder.iou_prediction_head.layers.2.input_quantizer"):
+                 "mask_decoder.iou_prediction_head.layers.2.input_quantizer",
+                 "image_encoder.layers.0.blocks.1.conv2.input_quantizer",  # depthwise
+                 "mask_decoder.transformer.layers.0.cross_attn_token_to_image.av_matmul"
+                 ".input_quantizer"):
         assert r.spec_for(name) is None, name
     assert r.spec_for("mask_decoder.transformer.layers.0.self_attn.qk_matmul.other_quantizer")
 

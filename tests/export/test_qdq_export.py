@@ -63,12 +63,15 @@ def test_matmul_weights_are_per_channel_on_axis_1_and_within_127(tiny_qdq):
 
 def test_coverage_counts_every_quantized_layer(tiny_qdq):
     enc = int8_mac_coverage(_load(tiny_qdq["tensorrt"], "encoder"))
-    assert enc.fraction > 0.99
-    assert [name for name, _ in enc.float_layers] == ["/patch_embed/seq/seq.0/Conv"]
+    assert enc.fraction > 0.9
+    floats = {name for name, _ in enc.float_layers}
+    assert "/patch_embed/seq/seq.0/Conv" in floats  # the image itself stays float
+    assert all(n == "/patch_embed/seq/seq.0/Conv" or "/conv2/" in n for n in floats)  # depthwise
     dec = int8_mac_coverage(_load(tiny_qdq["tensorrt"], "decoder"))
     floats = {module_path(name) for name, _ in dec.float_layers}
     heads = ("mask_decoder.output_", "mask_decoder.iou_", "prompt_encoder")
-    assert all(p.startswith(heads) or p in ("", "mask_decoder") for p in floats)
+    assert all(p.startswith(heads) or p in ("", "mask_decoder")
+               or p.endswith("token_to_image.av_matmul") for p in floats)
 
 
 def test_onnxruntime_target_has_uint8_activations_and_int8_weights(tiny_qdq):

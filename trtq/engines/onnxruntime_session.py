@@ -37,11 +37,25 @@ def check_onnx(path: str | os.PathLike) -> Path:
     return path
 
 
+# onnxruntime turns MatMul + bias Add into Gemm before its Q/DQ fusions run, and a Gemm whose
+# output is not re-quantized then stays a float Gemm on dequantized inputs. With this fusion off
+# the same pattern becomes MatMulIntegerToFloat (an integer GEMM with the bias folded in).
+QDQ_DISABLED_OPTIMIZERS = ("MatMulAddFusion",)
+
+
+def has_qdq(path: str | os.PathLike) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type == "DequantizeLinear" for n in model.graph.node)
+
+
 def create_session(path: str | os.PathLike, threads: int | None = None,
                    providers: list[str] | None = None):
     """An `InferenceSession` for a checked ONNX file; `threads` sets intra-op threads."""
     ort = _onnxruntime()
     path = check_onnx(path)
+    disabled = list(QDQ_DISABLED_OPTIMIZERS) if has_qdq(path) else []
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -53,6 +67,7 @@ def create_session(path: str | os.PathLike, threads: int | None = None,
         raise BackendError(f"onnxruntime has no {', '.join(unknown)} here "
                            f"(available: {', '.join(available)})")
     try:
-        return ort.InferenceSession(str(path), options, providers=chosen)
+        return ort.InferenceSession(str(path), options, providers=chosen,
+                                    disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime raises its own exception types per failure
         raise ArtifactError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None

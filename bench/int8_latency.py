@@ -1,0 +1,72 @@
+"""onnxruntime CPU latency of FP32 vs INT8 encoder/decoder exports, as median ratios.
+
+    python bench/int8_latency.py --variant fp32=DIR --variant trt-int8=DIR2 ... --out FILE.json
+
+Each DIR holds encoder.onnx + decoder.onnx (trtq export, or bench/ort_quantize_static.py). The
+first variant is the baseline. Variants are timed in alternating rounds in one process (same
+machine, same load), and every run records the median, p90 and the ratio to the baseline.
+The script also counts the QuantizeLinear/DequantizeLinear nodes onnxruntime left unfused in its
+optimized graph: those run as standalone float kernels and cost time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from trtq.bench.latency import summarize, time_calls
+from trtq.bench.onnxruntime_bench import make_feeds
+from trtq.bench.system import describe_cpu
+from trtq.engines.onnxruntime_session import create_session
+
+PARTS = {"encoder": {}, "decoder": {"boxes": (1, 4)}}
+
+
+def unfused_qdq(path: Path) -> int:
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath).graph
+    return sum(1 for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variant", action="append", required=True, metavar="LABEL=DIR")
+    ap.add_argument("--iterations", type=int, default=10, help="timed runs per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant)
+    result = {"device": describe_cpu(), "iterations": args.iterations, "rounds": args.rounds,
+              "warmup": args.warmup, "parts": {}}
+    for part, shapes in PARTS.items():
+        sessions = {k: create_session(Path(d) / f"{part}.onnx") for k, d in variants.items()}
+        feeds = {k: make_feeds(s, shapes) for k, s in sessions.items()}
+        samples = {k: [] for k in variants}
+        for _ in range(args.rounds):
+            for k, s in sessions.items():
+                samples[k] += time_calls(lambda s=s, f=feeds[k]: s.run(None, f),
+                                         args.iterations, args.warmup)
+        base = statistics.median(samples[next(iter(variants))])
+        result["parts"][part] = {
+            k: {**summarize(v), "speedup_vs_first": base / statistics.median(v),
+                "unfused_qdq_nodes": unfused_qdq(Path(variants[k]) / f"{part}.onnx")}
+            for k, v in samples.items()}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for part, rows in result["parts"].items():
+        for k, r in rows.items():
+            print(f"{part:8s} {k:20s} median {r['median']:8.1f} ms  p90 {r['p90']:8.1f} ms  "
+                  f"x{r['speedup_vs_first']:.2f}  unfused Q/DQ {r['unfused_qdq_nodes']}")
+
+
+if __name__ == "__main__":
+    main()
