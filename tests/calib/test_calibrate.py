@@ -106,6 +106,9 @@ def test_retarget_switches_activation_format(samples):
     assert w.spec.symmetric  # weights stay symmetric int8
     mm = dict(quantizers(model))["image_encoder.layers.1.blocks.0.attn.qk_matmul.input_quantizer"]
     assert not mm.enabled and recipe.spec_for("x.qk_matmul.input_quantizer") is None
+    conv = dict(quantizers(model))["image_encoder.layers.0.blocks.0.conv1.input_quantizer"]
+    assert not conv.enabled  # onnxruntime target: convolutions stay float
+    assert recipe.spec_for("image_encoder.layers.0.blocks.0.conv1.weight_quantizer") is None
 
 
 def test_no_data_is_an_error():

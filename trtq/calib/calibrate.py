@@ -131,22 +131,36 @@ def load_quant_state(model: nn.Module, path: str | os.PathLike) -> QuantRecipe:
     return recipe
 
 
+def _float_conv_names(model: nn.Module) -> list[str]:
+    from trtq.calib.modules import QuantConv2d, QuantConvBN
+
+    return [name for name, m in model.named_modules() if isinstance(m, QuantConv2d | QuantConvBN)]
+
+
 def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
              float_attention: bool = False) -> QuantRecipe:
     """Switch a calibrated model between the TensorRT target (symmetric int8 activations) and
     the onnxruntime target (asymmetric uint8 activations) without recalibrating; optionally
-    turn the attention-matmul quantizers off. Returns the recipe that now describes it."""
-    want_symmetric = target == "tensorrt"
-    for name, q in quantizers(model):
-        if q.spec is None or q.spec.axis is not None:
-            continue
-        if q.spec.symmetric != want_symmetric:
-            q.flip_symmetry()
-        if float_attention and name.rsplit(".", 2)[-2].endswith("_matmul"):
-            q.configure(None)
-    new = recipe.for_target(target)
-    if float_attention:
-        from trtq.recipes import QuantRule, replace_rules
+    turn the attention-matmul quantizers off. Returns the recipe that now describes it.
 
-        new = replace_rules(new, new.rules + (QuantRule("*_matmul.*", None),))
-    return new
+    The onnxruntime target also keeps convolutions float: onnxruntime has no integer kernel
+    for a Conv whose output stays float (it runs DequantizeLinear, then the float Conv, which
+    is slower than plain FP32), while Linear layers become integer MatMulIntegerToFloat.
+    """
+    from trtq.recipes import QuantRule, replace_rules
+
+    want_symmetric = target == "tensorrt"
+    convs = _float_conv_names(model) if target == "onnxruntime" else []
+    for name, q in quantizers(model):
+        if q.spec is None:
+            continue
+        owner, _, leaf = name.rpartition(".")
+        if owner in convs or (float_attention and owner.endswith("_matmul")):
+            q.configure(None)
+        elif q.spec.axis is None and q.spec.symmetric != want_symmetric:
+            q.flip_symmetry()
+    new = recipe.for_target(target)
+    extra = tuple(QuantRule(f"{name}.*", None) for name in convs)
+    if float_attention:
+        extra += (QuantRule("*_matmul.*", None),)
+    return replace_rules(new, new.rules + extra) if extra else new
