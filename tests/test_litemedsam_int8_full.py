@@ -16,8 +16,8 @@ from trtq.cli import main
 pytestmark = pytest.mark.slow
 
 # Measured on this machine (busi/val, 164 lesions): see README "Measured: W8A8".
-MAX_MIOU_DROP = 0.02
-MIN_AGREEMENT = 0.95
+MAX_MIOU_DROP = 0.01  # measured 0.0038 (0.8539 → 0.8501)
+MIN_AGREEMENT = 0.94  # measured 0.954
 MIN_ORT_PARITY = 0.99
 
 

@@ -167,5 +167,5 @@ def test_litemedsam_int8_qdq_parses_and_builds(trt, litemedsam_qdq, part):
     parsed = parse_onnx(path, trt)
     summary = summarize_layers(parsed)
     q, dq = _qdq_counts(path)
-    assert summary["QUANTIZE"] == q >= 80 and summary["DEQUANTIZE"] == dq
+    assert summary["QUANTIZE"] == q >= 60 and summary["DEQUANTIZE"] == dq
     assert len(build_serialized(parsed, precision="int8")) > 5_000_000
