@@ -20,7 +20,7 @@ from pathlib import Path
 from trtq.bench.latency import summarize, time_calls
 from trtq.bench.onnxruntime_bench import make_feeds
 from trtq.bench.system import describe_cpu
-from trtq.engines.onnxruntime_session import create_session
+from trtq.engines.onnxruntime_session import QDQ_DISABLED_OPTIMIZERS, create_session
 
 PARTS = {"encoder": {}, "decoder": {"boxes": (1, 4)}}
 
@@ -32,7 +32,8 @@ def unfused_qdq(path: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=list(QDQ_DISABLED_OPTIMIZERS))
         graph = onnx.load(options.optimized_model_filepath).graph
     return sum(1 for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
 
