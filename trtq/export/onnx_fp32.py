@@ -131,13 +131,26 @@ def sam_parts(model) -> tuple[OnnxPart, OnnxPart]:
     return encoder, decoder
 
 
+def check_part_outputs(parts, out: Path, force: bool) -> None:
+    """Refuse before any work if an output ONNX file or its sidecar exists (without --force)."""
+    for part in parts:
+        check_writable(out / f"{part.name}.onnx", force)
+        check_writable(sidecar_path(out / f"{part.name}.onnx"), force)
+
+
+def part_record(part: OnnxPart) -> dict:
+    """The sidecar fields describing one exported graph's interface."""
+    shapes = {name: list(arg.shape) for name, arg in zip(part.inputs, part.example_args,
+                                                         strict=True)}
+    return {"part": part.name, "input_shapes": shapes, "output_names": list(part.outputs),
+            "dynamic_axes": part.dynamic_axes}
+
+
 def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool = False) -> dict:
     """Export `model` to `out_dir/encoder.onnx` and `out_dir/decoder.onnx` (+ sidecars)."""
     out = Path(out_dir)
     parts = sam_parts(model.eval())
-    for part in parts:  # refuse before any work if an output exists
-        check_writable(out / f"{part.name}.onnx", force)
-        check_writable(sidecar_path(out / f"{part.name}.onnx"), force)
+    check_part_outputs(parts, out, force)
     common = {"model": spec.model_name, "precision": "fp32", "opset": spec.opset,
               "preprocess": asdict(model.preprocess)}
     inputs = {"checkpoint": spec.checkpoint_sha256} if spec.checkpoint_sha256 else {}
@@ -146,11 +159,8 @@ def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool
         path = out / f"{part.name}.onnx"
         log.info("exporting the %s to %s", part.name, path)
         parity = export_part(part, path, spec.opset, force)
-        shapes = {name: list(arg.shape) for name, arg in zip(part.inputs, part.example_args,
-                                                             strict=True)}
-        write_sidecar(path, "onnx", inputs, {**common, "part": part.name, "input_shapes": shapes,
-                      "output_names": list(part.outputs), "dynamic_axes": part.dynamic_axes,
-                      **parity}, force=True)
+        write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **parity},
+                      force=True)
         result[part.name] = str(path)
         result[f"{part.name}_parity"] = parity["parity_max_rel_diff"]
     return result

@@ -17,10 +17,17 @@ from pathlib import Path
 
 import onnx
 
-from trtq.artifacts import atomic_output, check_writable, sidecar_path, write_sidecar
+from trtq.artifacts import atomic_output, write_sidecar
 from trtq.calib.modules import quantizers
 from trtq.errors import ArtifactError
-from trtq.export.onnx_fp32 import ExportSpec, _parity, _torch_export, sam_parts
+from trtq.export.onnx_fp32 import (
+    ExportSpec,
+    _parity,
+    _torch_export,
+    check_part_outputs,
+    part_record,
+    sam_parts,
+)
 from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
 from trtq.export.qdq_rewrite import rewrite_weights
 
@@ -82,9 +89,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
         raise ArtifactError("Q/DQ export needs opset >= 13 (per-channel axis)")
     out = Path(out_dir)
     parts = sam_parts(model.eval())
-    for part in parts:
-        check_writable(out / f"{part.name}.onnx", force)
-        check_writable(sidecar_path(out / f"{part.name}.onnx"), force)
+    check_part_outputs(parts, out, force)
     layers = sorted(name.rsplit(".", 1)[0] for name, q in quantizers(model)
                     if q.enabled and name.endswith(".input_quantizer"))
     common = {"model": spec.model_name, "quantized_layers": layers, "precision": "int8",
@@ -100,10 +105,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
             path = out / f"{part.name}.onnx"
             log.info("exporting the INT8 %s (%s target) to %s", part.name, target, path)
             record = export_qdq_part(part, path, spec.opset, target, force)
-            shapes = {n: list(a.shape) for n, a in zip(part.inputs, part.example_args,
-                                                       strict=True)}
-            write_sidecar(path, "onnx", inputs, {**common, "part": part.name,
-                          "input_shapes": shapes, "output_names": list(part.outputs),
-                          "dynamic_axes": part.dynamic_axes, **record}, force=True)
+            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **record},
+                          force=True)
             result[part.name] = {"path": str(path), **record}
     return result
