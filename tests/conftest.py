@@ -60,8 +60,8 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 
 def calibrate_into(model_name: str, out: Path, data: Path, split: str, images: int,
-                   observer: str = "percentile") -> Path:
-    """Calibrate a fresh `model_name` with w8a8 and save it the way `trtq calibrate` does."""
+                   observer: str = "percentile", recipe_name: str = "w8a8") -> Path:
+    """Calibrate a fresh `model_name` with `recipe_name` and save it as `trtq calibrate` does."""
     from trtq.artifacts import write_sidecar
     from trtq.calib import calibrate, save_quant_state
     from trtq.calib.state_dir import STATE_FILE
@@ -69,7 +69,7 @@ def calibrate_into(model_name: str, out: Path, data: Path, split: str, images: i
     from trtq.models import load_model
     from trtq.recipes import get_recipe
 
-    recipe = get_recipe("w8a8").with_activation_observer(observer)
+    recipe = get_recipe(recipe_name).with_activation_observer(observer)
     model = calibrate(load_model(model_name), recipe, calibration_samples(data, split, images))
     save_quant_state(model, recipe, out / STATE_FILE)
     write_sidecar(out / STATE_FILE, "quant_state", {}, {"model": model_name})
@@ -118,3 +118,44 @@ def litemedsam_qdq(litemedsam_calibrated, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("lm_qdq")
     export_quantized(model, recipe, ExportSpec("litemedsam"), out, "tensorrt")
     return out
+
+
+def export_into(model_name: str, calibrated: Path, out: Path, target: str = "tensorrt",
+                logquant: str = "onnx") -> Path:
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.export.onnx_fp32 import ExportSpec
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.models import load_model
+
+    model = load_model(model_name)
+    recipe, _ = load_calibrated(model, model_name, calibrated, target)
+    export_quantized(model, recipe, ExportSpec(model_name), out, target, logquant=logquant)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ptq4sam(busi, tmp_path_factory) -> Path:
+    """tiny_litemedsam-bimodal calibrated with w8a8-ptq4sam (BIG + AGQ) on 2 busi images."""
+    return calibrate_into("tiny_litemedsam-bimodal", tmp_path_factory.mktemp("tiny_p4s"), busi,
+                          "calib", 2, recipe_name="w8a8-ptq4sam")
+
+
+@pytest.fixture(scope="session")
+def tiny_ptq4sam_qdq(tiny_ptq4sam, tmp_path_factory) -> dict[str, Path]:
+    """Its TensorRT-target exports, with LogQuant as standard ops and as plugin nodes."""
+    return {form: export_into("tiny_litemedsam-bimodal", tiny_ptq4sam,
+                              tmp_path_factory.mktemp(f"tiny_p4s_{form}"), logquant=form)
+            for form in ("onnx", "plugin")}
+
+
+@pytest.fixture(scope="session")
+def litemedsam_ptq4sam(busi, tmp_path_factory) -> Path:
+    """The real LiteMedSAM calibrated with w8a8-ptq4sam on 2 busi/calib images."""
+    return calibrate_into("litemedsam", tmp_path_factory.mktemp("lm_p4s"), busi, "calib", 2,
+                          recipe_name="w8a8-ptq4sam")
+
+
+@pytest.fixture(scope="session")
+def litemedsam_ptq4sam_qdq(litemedsam_ptq4sam, tmp_path_factory) -> Path:
+    """Its TensorRT-target export with LogQuant as standard ops."""
+    return export_into("litemedsam", litemedsam_ptq4sam, tmp_path_factory.mktemp("lm_p4s_qdq"))

@@ -66,3 +66,26 @@ def test_bad_recipe_and_missing_state(tmp_path, capsys):
     assert main(["export", "--model", "tiny_litemedsam", "--target", "onnxruntime",
                  "--out", str(tmp_path / "o")]) == 2
     assert "--calibrated" in capsys.readouterr().err
+
+
+def test_calibrate_ptq4sam_prints_big_and_exports_both_logquant_forms(busi, tmp_path, capsys):
+    cal = tmp_path / "cal"
+    assert main(["calibrate", "--model", "tiny_litemedsam-bimodal", "--recipe", "w8a8-ptq4sam",
+                 "--calib-data", str(busi), "--split", "calib", "--num-images", "1",
+                 "--out", str(cal)]) == 0
+    out = capsys.readouterr().out
+    assert "BIG (bimodal K detection" in out
+    meta = json.loads((cal / "quant_state.pt.json").read_text())
+    assert len(meta["big"]["layers"]) == 7 and len(meta["logquant"]) == 11
+    bimodal = [r for r in meta["big"]["layers"] if r["bimodal"]]
+    assert 1 <= len(bimodal) <= 3 and all("token_to_image" in r["layer"] for r in bimodal)
+    assert out.count(": bimodal (2 peak(s)") == len(bimodal)
+    assert out.count(": unimodal") == 7 - len(bimodal)
+    assert all(v["tau"] in (1, 2, 4) for v in meta["logquant"].values())
+    for form in ("onnx", "plugin"):
+        assert main(["export", "--model", "tiny_litemedsam-bimodal", "--calibrated", str(cal),
+                     "--logquant", form, "--out", str(tmp_path / form)]) == 0
+        assert "7 LogQuant nodes" in capsys.readouterr().out
+    assert main(["export", "--model", "tiny_litemedsam", "--logquant", "plugin",
+                 "--out", str(tmp_path / "fp32")]) == 2
+    assert "pass --calibrated" in capsys.readouterr().err

@@ -13,6 +13,8 @@ Presets:
   decoder's output heads stay in float (ALGORITHMS.md §1).
 * `w{N}a{N}` (e.g. `w6a6`, `w4a4`, N in 2..8): the same placement at other bit widths, for
   simulation only (TensorRT has no 2–7-bit activations).
+* `w{N}a{N}-ptq4sam` (`w8a8-ptq4sam` is deployable): PTQ4SAM's BIG and AGQ on top (§2–§3);
+  `-big`, `-flip`, `-center` and `-agq` are the ablation's single components.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import Any
 
 from trtq.errors import TrtqError
 
-OBSERVERS = ("minmax", "avg_minmax", "percentile", "entropy", "mse")
+OBSERVERS = ("minmax", "avg_minmax", "percentile", "entropy", "mse", "agq")
 WEIGHT_OBSERVERS = ("minmax", "mse")
+KINDS = ("uniform", "log2")
 
 
 class RecipeError(TrtqError):
@@ -40,6 +43,10 @@ class QuantizerSpec:
 
     `axis` None is per-tensor; an int is per-channel along that axis (weights only). `narrow`
     uses [-(2^(b-1)-1), 2^(b-1)-1] (TensorRT's weight range, [-127, 127] at 8 bits).
+
+    `kind` "log2" is AGQ's log2 quantizer for post-softmax tensors (`trtq.calib.logquant`): it
+    takes the observer "agq", which searches τ among `taus` and the scale that minimise the
+    attention output's |error|^`mse_p`.
     """
 
     bits: int = 8
@@ -51,8 +58,19 @@ class QuantizerSpec:
     mse_p: float = 2.4
     mse_candidates: int = 100
     histogram_bins: int = 2048
+    kind: str = "uniform"
+    taus: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "taus", tuple(int(t) for t in self.taus))
+        if self.kind not in KINDS:
+            raise RecipeError(f"quantizer kind {self.kind!r}: use uniform or log2")
+        if (self.kind == "log2") != (self.observer == "agq"):
+            raise RecipeError("the log2 quantizer is calibrated by the observer agq, and agq "
+                              "calibrates only log2 quantizers")
+        if self.kind == "log2" and (self.axis is not None or not self.taus
+                                    or set(self.taus) - {1, 2, 4}):
+            raise RecipeError("a log2 quantizer is per-tensor with taus from {1, 2, 4}")
         if not 2 <= self.bits <= 8:
             raise RecipeError(f"bits={self.bits}: trtq quantizes to 2..8 bits")
         if self.observer not in OBSERVERS:
@@ -79,6 +97,9 @@ class QuantizerSpec:
         return 2 ** self.bits - 1 if not self.symmetric else 2 ** (self.bits - 1) - 1
 
     def describe(self) -> str:
+        if self.kind == "log2":
+            taus = ",".join(map(str, self.taus))
+            return f"log2 {self.bits}-bit per-tensor (zero code) tau∈{{{taus}}} agq"
         kind = "sym" if self.symmetric else "asym"
         gran = "per-tensor" if self.axis is None else f"per-channel(axis={self.axis})"
         obs = self.observer + (f"({self.percentile})" if self.observer == "percentile" else "")
@@ -94,6 +115,31 @@ class QuantRule:
 
 
 @dataclass(frozen=True)
+class BigOptions:
+    """PTQ4SAM's bimodal integration (ALGORITHMS.md §2), folded before calibration.
+
+    On the attentions whose name matches `layers`: detect a bimodal K on the first calibration
+    image (Gaussian KDE, Scott bandwidth, `grid` points, peaks ≥ `min_height` of the summed
+    density and ≥ `min_distance` points apart; bimodal iff exactly two peaks); if bimodal and
+    `flip`, fold the per-channel sign of K into q_proj/k_proj; if `center`, fold −μ (each K
+    channel's mid-range, after the flip) into k_proj's bias (trtq's extension for symmetric
+    INT8; exact because softmax over keys ignores a per-query constant).
+    """
+
+    flip: bool = True
+    center: bool = True
+    layers: str = "mask_decoder.*token_to_image"
+    grid: int = 128
+    min_height: float = 0.01
+    min_distance: int = 32
+
+    def __post_init__(self) -> None:
+        if self.grid < 8 or not 0 <= self.min_height < 1 or self.min_distance < 1:
+            raise RecipeError("BIG detection needs grid >= 8, 0 <= min_height < 1, "
+                              "min_distance >= 1")
+
+
+@dataclass(frozen=True)
 class QuantRecipe:
     name: str
     rules: tuple[QuantRule, ...] = ()
@@ -101,6 +147,7 @@ class QuantRecipe:
     target: str = "tensorrt"
     description: str = ""
     notes: tuple[str, ...] = field(default=())
+    big: BigOptions | None = None
 
     def __post_init__(self) -> None:
         if self.target not in ("tensorrt", "onnxruntime"):
@@ -121,7 +168,7 @@ class QuantRecipe:
         rules = []
         for rule in self.rules:
             spec = rule.spec
-            if spec is not None and spec.axis is None:
+            if spec is not None and spec.axis is None and spec.kind == "uniform":
                 extra = {"percentile": percentile} if percentile is not None else {}
                 spec = replace(spec, observer=observer, **extra)
             rules.append(QuantRule(rule.pattern, spec))
@@ -134,7 +181,7 @@ class QuantRecipe:
         rules = []
         for rule in self.rules:
             spec = rule.spec
-            if spec is not None and spec.axis is None:
+            if spec is not None and spec.axis is None and spec.kind == "uniform":
                 spec = replace(spec, symmetric=target == "tensorrt")
             rules.append(QuantRule(rule.pattern, spec))
         return replace(self, rules=tuple(rules), target=target)
@@ -163,7 +210,8 @@ def recipe_from_dict(data: dict[str, Any]) -> QuantRecipe:
         return QuantRecipe(name=data["name"], rules=rules, deployable=bool(data["deployable"]),
                            target=data.get("target", "tensorrt"),
                            description=data.get("description", ""),
-                           notes=tuple(data.get("notes", ())))
+                           notes=tuple(data.get("notes", ())),
+                           big=BigOptions(**data["big"]) if data.get("big") else None)
     except (KeyError, TypeError) as exc:
         raise RecipeError(f"not a trtq recipe record ({exc}); re-run `trtq calibrate`") from exc
 
@@ -208,15 +256,53 @@ def uniform_recipe(bits: int, observer: str = "percentile",
 FP16 = QuantRecipe("fp16", (), deployable=True,
                    description="no quantizers: the FP16 TensorRT baseline (ONNX stays FP32)")
 
-_PRESET_RE = re.compile(r"w(\d)a(\d)")
+_PRESET_RE = re.compile(r"w(\d)a(\d)(?:-(ptq4sam|big|flip|center|agq))?")
+
+# PTQ4SAM variants: (BIG options or None, AGQ on)
+_PTQ4SAM_VARIANTS = {
+    "ptq4sam": (BigOptions(), True),
+    "big": (BigOptions(), False),
+    "flip": (BigOptions(center=False), False),
+    "center": (BigOptions(flip=False), False),
+    "agq": (None, True),
+}
+
+
+def ptq4sam_recipe(bits: int, big: BigOptions | None = BigOptions(), agq: bool = True,
+                   observer: str = "percentile", name: str | None = None) -> QuantRecipe:
+    """The uniform w{bits}a{bits} recipe plus PTQ4SAM: BIG folded into the decoder's
+    token→image attentions, and AGQ's log2 quantizer on every post-softmax tensor (the first
+    operand of each attn·v matmul, encoder and decoder; the token→image ones, kept float by the
+    uniform presets, are quantized here, their V operand uniformly)."""
+    base = uniform_recipe(bits, observer)
+    rules = list(base.rules)
+    parts = []
+    if big is not None:
+        parts.append("BIG (" + "+".join(s for s, on in (("sign flip", big.flip),
+                                                          ("centring", big.center)) if on) + ")")
+    if agq:
+        log2 = QuantizerSpec(bits=bits, kind="log2", observer="agq")
+        act = QuantizerSpec(bits=bits, observer=observer)
+        rules += [QuantRule("*.av_matmul.input_quantizer", log2),
+                  QuantRule("mask_decoder.*token_to_image.av_matmul.other_quantizer", act)]
+        parts.append(f"AGQ (log2 {bits}-bit post-softmax)")
+    notes = list(base.notes)
+    if agq and bits == 8:
+        notes.append("TensorRT runs the log2 quantizer as standard ops (or trtq's LogQuant "
+                     "plugin) and the attn·v matmul it feeds in float")
+    return QuantRecipe(
+        name=name or f"w{bits}a{bits}-ptq4sam", rules=tuple(rules), deployable=bits == 8,
+        description=base.description + "; " + " + ".join(parts), notes=tuple(notes), big=big)
 
 
 def preset_names() -> list[str]:
-    return ["fp16", "w8a8", "w6a6", "w4a4", "w{N}a{N}"]
+    return ["fp16", "w8a8", "w6a6", "w4a4", "w{N}a{N}", "w8a8-ptq4sam", "w6a6-ptq4sam",
+            "w4a4-ptq4sam", "w{N}a{N}-{ptq4sam,big,flip,center,agq}"]
 
 
 def get_recipe(name: str) -> QuantRecipe:
-    """A preset by name: fp16, w8a8, or w{N}a{N} with N in 2..8."""
+    """A preset by name: fp16, w{N}a{N} (N in 2..8), or w{N}a{N}-VARIANT with VARIANT one of
+    ptq4sam (BIG + AGQ), big (sign flip + centring), flip, center, agq."""
     if name == "fp16":
         return FP16
     match = _PRESET_RE.fullmatch(name)
@@ -227,5 +313,8 @@ def get_recipe(name: str) -> QuantRecipe:
                               "activations (w4a4, w6a6, w8a8)")
         if not 2 <= w <= 8:
             raise RecipeError(f"recipe {name!r}: bit widths run from 2 to 8")
+        if match.group(3):
+            big, agq = _PTQ4SAM_VARIANTS[match.group(3)]
+            return ptq4sam_recipe(w, big, agq, name=name)
         return uniform_recipe(w)
     raise RecipeError(f"unknown recipe {name!r}; presets: {', '.join(preset_names())}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from trtq.recipes import (
@@ -73,3 +75,39 @@ def test_round_trip_hash_and_variants():
     assert ort.sha256() != r.sha256()
     with pytest.raises(RecipeError, match="re-run"):
         recipe_from_dict({"rules": []})
+
+
+def test_ptq4sam_presets():
+    from trtq.recipes import BigOptions
+
+    full = get_recipe("w8a8-ptq4sam")
+    assert full.deployable and full.big == BigOptions()
+    log2 = full.spec_for("image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer")
+    assert log2.kind == "log2" and log2.observer == "agq" and log2.taus == (1, 2, 4)
+    # the token→image softmax, float in the uniform presets, is log2-quantized here
+    t2i = "mask_decoder.transformer.layers.0.cross_attn_token_to_image.av_matmul"
+    assert get_recipe("w8a8").spec_for(f"{t2i}.input_quantizer") is None
+    assert full.spec_for(f"{t2i}.input_quantizer").kind == "log2"
+    assert full.spec_for(f"{t2i}.other_quantizer").kind == "uniform"
+    for name in ("w6a6-ptq4sam", "w4a4-ptq4sam"):
+        recipe = get_recipe(name)
+        assert not recipe.deployable and recipe.bits == {int(name[1])}
+    assert get_recipe("w4a4-flip").big == BigOptions(center=False)
+    assert get_recipe("w4a4-center").big == BigOptions(flip=False)
+    assert get_recipe("w6a6-agq").big is None
+    assert get_recipe("w6a6-big").spec_for(f"{t2i}.input_quantizer") is None
+    # observers and targets leave the log2 quantizer alone
+    retargeted = full.with_activation_observer("entropy").for_target("onnxruntime")
+    assert retargeted.spec_for(f"{t2i}.input_quantizer") == full.spec_for(f"{t2i}.input_quantizer")
+    assert recipe_from_dict(json.loads(json.dumps(full.to_dict()))) == full
+
+
+def test_log2_spec_validation():
+    with pytest.raises(RecipeError, match="agq"):
+        QuantizerSpec(kind="log2", observer="percentile")
+    with pytest.raises(RecipeError, match="agq"):
+        QuantizerSpec(observer="agq")
+    with pytest.raises(RecipeError, match="taus"):
+        QuantizerSpec(kind="log2", observer="agq", taus=(3,))
+    with pytest.raises(RecipeError, match="unknown recipe"):
+        get_recipe("w8a8-ptq4vit")

@@ -169,3 +169,32 @@ def test_litemedsam_int8_qdq_parses_and_builds(trt, litemedsam_qdq, part):
     q, dq = _qdq_counts(path)
     assert summary["QUANTIZE"] == q >= 60 and summary["DEQUANTIZE"] == dq
     assert len(build_serialized(parsed, precision="int8")) > 5_000_000
+
+
+def _logquant_layers(parsed) -> dict[str, int]:
+    """Layer types TensorRT made of the decomposed LogQuant sites."""
+    counts: dict[str, int] = {}
+    for layer in network_layers(parsed):
+        if "/av_matmul/input_quantizer/" in layer.name:
+            counts[layer.type] = counts.get(layer.type, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("part, sites", [("encoder", 4), ("decoder", 7)])
+def test_tiny_ptq4sam_decomposed_logquant_parses_and_builds(trt, tiny_ptq4sam_qdq, part, sites):
+    parsed = parse_onnx(tiny_ptq4sam_qdq["onnx"] / f"{part}.onnx", trt)
+    counts = _logquant_layers(parsed)
+    assert counts.get("GATHER", 0) == 3 * sites  # two bound lookups and the level lookup
+    assert counts.get("UNARY", 0) >= 2 * sites  # Log and Round
+    assert len(build_serialized(parsed, precision="int8")) > 100_000
+
+
+@pytest.mark.parametrize("part, sites", [("encoder", 10), ("decoder", 7)])
+def test_litemedsam_ptq4sam_parses_and_builds(trt, litemedsam_ptq4sam_qdq, part, sites):
+    path = litemedsam_ptq4sam_qdq / f"{part}.onnx"
+    parsed = parse_onnx(path, trt)
+    summary = summarize_layers(parsed)
+    q, dq = _qdq_counts(path)
+    assert summary["QUANTIZE"] == q >= 60 and summary["DEQUANTIZE"] == dq
+    assert _logquant_layers(parsed).get("GATHER", 0) == 3 * sites
+    assert len(build_serialized(parsed, precision="int8")) > 5_000_000

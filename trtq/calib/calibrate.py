@@ -49,29 +49,53 @@ def set_enabled(model: nn.Module, enabled: bool) -> None:
         q.enabled = enabled and q.spec is not None and q.scale is not None
 
 
+def run_sample(model: nn.Module, sample: CalibSample):
+    """SAM's encoder on the sample's image, then its box decoder on the sample's boxes;
+    returns the decoder's outputs (None without boxes)."""
+    pre = model.preprocess
+    emb = model.image_encoder(torch.from_numpy(pre.image(sample.rgb)))
+    if sample.boxes is None or not len(sample.boxes):
+        return None
+    boxes = pre.boxes(np.asarray(sample.boxes, dtype=np.float32), sample.rgb.shape[:2])
+    return model.box_decoder()(emb, torch.from_numpy(boxes))
+
+
 def sam_forward_loop(samples: Iterable[CalibSample], progress: Callable | None = None):
-    """A forward loop running SAM's encoder, then its box decoder on each sample's boxes."""
+    """A forward loop running `run_sample` on every sample; returns how many ran."""
 
     def loop(model: nn.Module) -> int:
         count = 0
-        decoder = model.box_decoder()
-        pre = model.preprocess
-        items = progress(samples) if progress else samples
-        for sample in items:
-            image = torch.from_numpy(pre.image(sample.rgb))
-            emb = model.image_encoder(image)
-            if sample.boxes is not None and len(sample.boxes):
-                boxes = pre.boxes(np.asarray(sample.boxes, dtype=np.float32), sample.rgb.shape[:2])
-                decoder(emb, torch.from_numpy(boxes))
+        for sample in progress(samples) if progress else samples:
+            run_sample(model, sample)
             count += 1
         return count
 
     return loop
 
 
+def _big_probe(data) -> Callable:
+    """BIG's probe: the first calibration sample that has boxes (or the whole forward loop)."""
+    if callable(data):
+        return data
+    for sample in data:
+        if sample.boxes is not None and len(sample.boxes):
+            return lambda model: run_sample(model, sample)
+    raise CalibrationError("BIG needs a calibration image with boxes (it probes the decoder)")
+
+
 def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable | None = None):
     """Quantize `model` in place with `recipe`, calibrated on `data`; returns the model."""
     model.eval()
+    if not callable(data):
+        data = list(data)
+    if recipe.big is not None:
+        from trtq.calib.big import apply_big
+
+        with torch.no_grad():
+            report = apply_big(model, recipe.big, _big_probe(data), bits=max(recipe.bits))
+        model.trtq_big_report = report
+        log.info("BIG folded into %d decoder attentions (outputs changed by %.2e)",
+                 sum(r["folded"] for r in report["layers"]), report["decoder_max_abs_change"] or 0)
     quantize(model, recipe)
     forward_loop = data if callable(data) else sam_forward_loop(data, progress)
     active = [(n, q) for n, q in quantizers(model) if q.spec is not None]
@@ -101,11 +125,15 @@ def quant_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
 
 def save_quant_state(model: nn.Module, recipe: QuantRecipe, path: str | os.PathLike) -> None:
     """Recipe + per-quantizer tensors (no modules, loads with `weights_only=True`)."""
+    from trtq.calib.big import ATTR
+
     torch.save({"version": STATE_VERSION, "recipe": recipe.to_dict(),
-                "quantizers": quant_state(model)}, path)
+                "quantizers": quant_state(model), "big": getattr(model, ATTR, None) or {}},
+               path)
 
 
-def read_quant_state(path: str | os.PathLike) -> tuple[QuantRecipe, dict]:
+def read_quant_state(path: str | os.PathLike) -> tuple[QuantRecipe, dict, dict]:
+    """(recipe, per-quantizer tensors, BIG fold per attention)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
@@ -113,12 +141,20 @@ def read_quant_state(path: str | os.PathLike) -> tuple[QuantRecipe, dict]:
                                "re-run `trtq calibrate`") from exc
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise CalibrationError(f"{path} is not a trtq quant state (version {STATE_VERSION})")
-    return recipe_from_dict(data["recipe"]), data["quantizers"]
+    return recipe_from_dict(data["recipe"]), data["quantizers"], data.get("big") or {}
 
 
 def load_quant_state(model: nn.Module, path: str | os.PathLike) -> QuantRecipe:
-    """Quantize `model` with the saved recipe and load the saved scales; returns the recipe."""
-    recipe, states = read_quant_state(path)
+    """Re-apply the saved BIG fold to the float `model`, quantize it with the saved recipe and
+    load the saved scales; returns the recipe."""
+    from trtq.calib.big import reapply
+
+    recipe, states, big = read_quant_state(path)
+    if big:
+        try:
+            reapply(model, big)
+        except ValueError as exc:
+            raise CalibrationError(f"{path}: {exc}; it was calibrated for another model") from exc
     quantize(model.eval(), recipe)
     known = dict(quantizers(model))
     missing = sorted(set(states) - set(known))

@@ -109,7 +109,12 @@ class QuantMatMul(MatMul):
         return new
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(self.input_quantizer(a), self.other_quantizer(b))
+        first = self.input_quantizer
+        if first.calibrating and first.is_log2:
+            # AGQ scores a log2 scale by the error of this matmul's output (V in float)
+            first.observer.update_pair(a, b)
+            return torch.matmul(a, self.other_quantizer(b))
+        return torch.matmul(first(a), self.other_quantizer(b))
 
 
 register_quant_module(nn.Linear, QuantLinear)

@@ -13,6 +13,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from trtq.calib.logquant import AgqObserver
 from trtq.calib.observers import ActivationObserver, range_to_qparams, weight_range
 from trtq.errors import TrtqError
 from trtq.recipes import QuantizerSpec
@@ -29,9 +30,11 @@ class TensorQuantizer(nn.Module):
         self.enabled = False
         self.calibrating = False
         self.export_mode = False
-        self.observer: ActivationObserver | None = None
+        self.logquant_form = "onnx"  # how a log2 quantizer exports: "onnx" ops or "plugin"
+        self.observer: ActivationObserver | AgqObserver | None = None
         self.scale: torch.Tensor | None = None
         self.zero_point: torch.Tensor | None = None
+        self.tau: int | None = None  # log2 quantizers only
         # qparams for the same data with the other symmetry (activations only), so one
         # calibration serves both the TensorRT (symmetric) and onnxruntime (uint8) targets
         self.alt: dict[str, torch.Tensor] | None = None
@@ -45,11 +48,19 @@ class TensorQuantizer(nn.Module):
     # -- configuration -------------------------------------------------------------------
     def configure(self, spec: QuantizerSpec | None) -> None:
         self.spec, self.enabled = spec, False
-        self.scale = self.zero_point = self.observer = self.alt = None
+        self.scale = self.zero_point = self.observer = self.alt = self.tau = None
+
+    @property
+    def is_log2(self) -> bool:
+        return self.spec is not None and self.spec.kind == "log2"
 
     def start_calibration(self) -> None:
-        if self.spec is not None:
-            self.calibrating = True
+        if self.spec is None:
+            return
+        self.calibrating = True
+        if self.is_log2:
+            self.observer = AgqObserver(self.spec.bits, self.spec.taus, self.spec.mse_p)
+        else:
             self.observer = ActivationObserver(self.spec)
 
     def finish_calibration(self) -> bool:
@@ -58,6 +69,10 @@ class TensorQuantizer(nn.Module):
         observer, self.observer = self.observer, None
         if self.spec is None or observer is None or observer.batches == 0:
             return False
+        if self.is_log2:
+            tau, scale = observer.compute()
+            self.tau, self.scale = tau, torch.tensor(scale, dtype=torch.float32)
+            return True
         lo, hi = observer.compute()
         self.set_range(torch.tensor(lo), torch.tensor(hi))
         other = replace(self.spec, symmetric=not self.spec.symmetric)
@@ -68,7 +83,7 @@ class TensorQuantizer(nn.Module):
 
     def flip_symmetry(self) -> None:
         """Switch an activation quantizer to the other symmetry using its stored alt qparams."""
-        if self.spec is None:
+        if self.spec is None or self.is_log2:
             return
         if self.alt is None:
             raise CalibrationError("this quant state has no alternative-symmetry ranges; "
@@ -89,6 +104,8 @@ class TensorQuantizer(nn.Module):
     def state(self) -> dict[str, torch.Tensor]:
         if self.scale is None:
             return {}
+        if self.is_log2:
+            return {"scale": self.scale.clone(), "tau": torch.tensor(self.tau)}
         out = {"scale": self.scale.clone(), "zero_point": self.zero_point.clone()}
         if self.alt is not None:
             out |= {"alt_scale": self.alt["scale"], "alt_zero_point": self.alt["zero_point"]}
@@ -99,6 +116,12 @@ class TensorQuantizer(nn.Module):
             raise CalibrationError(f"{name}: the saved state quantizes it but the recipe keeps "
                                    "it float; the state and recipe do not match")
         scale = state["scale"].to(torch.float32)
+        if self.is_log2:
+            if "tau" not in state or scale.dim() != 0 or not float(scale) > 0:
+                raise CalibrationError(f"{name}: saved log2 quantizer state is not a positive "
+                                       "scale and a tau; re-run `trtq calibrate`")
+            self.scale, self.tau = scale, int(state["tau"])
+            return
         expected = () if self.spec.axis is None else (scale.numel(),)
         if tuple(scale.shape) != expected or not bool(torch.all(scale > 0)):
             raise CalibrationError(f"{name}: saved scale has shape {tuple(scale.shape)} or a "
@@ -119,6 +142,11 @@ class TensorQuantizer(nn.Module):
             raise CalibrationError("a quantizer is on but has no range: calibrate the model "
                                    "(trtq.calib.calibrate) or load a quant state first")
         spec = self.spec
+        if self.is_log2:
+            from trtq.export.logquant_onnx import LogQuantFunction
+
+            return LogQuantFunction.apply(x, spec.bits, self.tau, float(self.scale),
+                                          self.logquant_form)
         qmin = -128 if (self.export_mode and spec.narrow and spec.bits == 8) else spec.qmin
         if spec.axis is None:
             return torch.fake_quantize_per_tensor_affine(

@@ -20,6 +20,26 @@ def resolve_recipe(args):
     return recipe
 
 
+def format_big_report(report: dict) -> str:
+    """One line per decoder attention: BIG's verdict and the K numbers behind it."""
+    lines = ["BIG (bimodal K detection on the first calibration image; fold on "
+             f"{report['options']['layers']}):"]
+    for r in report["layers"]:
+        peaks = ", ".join(f"{p:+.2f}" for p in r["peaks"])
+        line = (f"  {r['layer']}: {'bimodal' if r['bimodal'] else 'unimodal'} "
+                f"({len(r['peaks'])} peak(s) at {peaks}); K range "
+                f"[{r['k_range_before'][0]:.2f}, {r['k_range_before'][1]:.2f}]")
+        if r["folded"]:
+            line += (f" → [{r['k_range_after'][0]:.2f}, {r['k_range_after'][1]:.2f}], "
+                     f"{r['flipped_channels']} channels flipped, INT{r['bits']} K RMSE "
+                     f"{r['k_rmse_before']:.4f} → {r['k_rmse_after']:.4f}")
+        lines.append(line)
+    change = report.get("decoder_max_abs_change")
+    if change is not None:
+        lines.append(f"  decoder outputs changed by at most {change:.2e} by the fold")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     from trtq import artifacts
     from trtq.bench.system import peak_rss_mib
@@ -46,7 +66,8 @@ def run(args) -> int:
     log.info("calibrating %s with %s on %d images from %s", args.model, recipe.name,
              len(samples), args.calib_data)
     start = time.perf_counter()
-    calibrate(model, recipe, progress(samples, args.progress, len(samples), "calibrate"))
+    calibrate(model, recipe, samples,
+              progress=lambda items: progress(items, args.progress, len(samples), "calibrate"))
     seconds = time.perf_counter() - start
     active = sum(1 for _, q in quantizers(model) if q.enabled)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,10 +79,15 @@ def run(args) -> int:
         "calib_data": str(args.calib_data), "split": args.split, "images": len(samples),
         "boxes": int(sum(len(s.boxes) for s in samples if s.boxes is not None)),
         "quantizers_on": active, "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
+        "big": getattr(model, "trtq_big_report", None),
+        "logquant": {name: {"bits": q.spec.bits, "tau": q.tau, "scale": float(q.scale)}
+                     for name, q in quantizers(model) if q.enabled and q.is_log2},
     }
     inputs = {"checkpoint": provenance["checkpoint_sha256"]} if provenance["checkpoint"] else {}
     artifacts.write_sidecar(state_path, "quant_state", inputs, extra, force=True)
     print(f"calibrated {args.model} with {recipe.name}: {active} quantizers on, "
           f"{len(samples)} images, {seconds:.1f} s, peak RSS {extra['peak_rss_mib']:.0f} MiB")
+    if extra["big"]:
+        print(format_big_report(extra["big"]))
     print(f"wrote {state_path}")
     return 0

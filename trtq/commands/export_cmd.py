@@ -10,7 +10,8 @@ log = logging.getLogger("trtq.export")
 
 
 def _print_part(name: str, record: dict) -> None:
-    print(f"{name}: {record['path']} (INT8 MAC coverage {record['int8_mac_coverage']:.1%}, "
+    logq = f", {record['logquant_nodes']} LogQuant nodes" if record.get("logquant_nodes") else ""
+    print(f"{name}: {record['path']} (INT8 MAC coverage {record['int8_mac_coverage']:.1%}{logq}, "
           f"lint {'passed' if not record['lint_errors'] else 'failed'}, max rel. diff vs "
           f"fake-quant PyTorch {record['parity_max_rel_diff']:.1e})")
 
@@ -31,12 +32,14 @@ def run(args) -> int:
         recipe, calib = load_calibrated(model, args.model, args.calibrated, args.target,
                                         args.float_attention)
         result = export_quantized(model, recipe, spec, args.out, args.target,
-                                  inputs={"quant_state": calib["sha256"]}, force=args.force)
+                                  inputs={"quant_state": calib["sha256"]}, force=args.force,
+                                  logquant=args.logquant)
         for name in ("encoder", "decoder"):
             _print_part(name, result[name])
         return 0
-    if args.target != "tensorrt" or args.float_attention:
-        raise TrtqError("--target and --float-attention shape INT8 exports; pass --calibrated")
+    if args.target != "tensorrt" or args.float_attention or args.logquant != "onnx":
+        raise TrtqError("--target, --float-attention and --logquant shape INT8 exports; pass "
+                        "--calibrated")
     result = export_fp32(model, spec, args.out, force=args.force)
     print(f"encoder: {result['encoder']} (max rel. diff vs PyTorch {result['encoder_parity']:.1e})")
     print(f"decoder: {result['decoder']} (max rel. diff vs PyTorch {result['decoder_parity']:.1e})")

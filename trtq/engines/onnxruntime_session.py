@@ -43,19 +43,21 @@ def check_onnx(path: str | os.PathLike) -> Path:
 QDQ_DISABLED_OPTIMIZERS = ("MatMulAddFusion",)
 
 
-def has_qdq(path: str | os.PathLike) -> bool:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+def has_qdq(model) -> bool:
     return any(n.op_type == "DequantizeLinear" for n in model.graph.node)
 
 
 def create_session(path: str | os.PathLike, threads: int | None = None,
                    providers: list[str] | None = None):
     """An `InferenceSession` for a checked ONNX file; `threads` sets intra-op threads."""
+    import onnx
+
+    from trtq.engines import logquant_ort
+
     ort = _onnxruntime()
     path = check_onnx(path)
-    disabled = list(QDQ_DISABLED_OPTIMIZERS) if has_qdq(path) else []
+    model = onnx.load(str(path), load_external_data=False)
+    disabled = list(QDQ_DISABLED_OPTIMIZERS) if has_qdq(model) else []
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -66,8 +68,11 @@ def create_session(path: str | os.PathLike, threads: int | None = None,
     if unknown:
         raise BackendError(f"onnxruntime has no {', '.join(unknown)} here "
                            f"(available: {', '.join(available)})")
+    source = str(path)
+    if logquant_ort.has_logquant_nodes(model):
+        source = logquant_ort.prepare(model, options)
     try:
-        return ort.InferenceSession(str(path), options, providers=chosen,
+        return ort.InferenceSession(source, options, providers=chosen,
                                     disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime raises its own exception types per failure
         raise ArtifactError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None

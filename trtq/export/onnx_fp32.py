@@ -67,7 +67,8 @@ class OnnxPart:
     dynamic_axes: dict | None = None
 
 
-def _torch_export(part: OnnxPart, path: Path, opset: int) -> None:
+def _torch_export(part: OnnxPart, path: Path, opset: int,
+                  custom_opsets: dict[str, int] | None = None) -> None:
     import torch
 
     with warnings.catch_warnings():
@@ -75,7 +76,7 @@ def _torch_export(part: OnnxPart, path: Path, opset: int) -> None:
         torch.onnx.export(part.module, part.example_args, str(path), dynamo=False,
                           opset_version=opset, input_names=list(part.inputs),
                           output_names=list(part.outputs), dynamic_axes=part.dynamic_axes,
-                          do_constant_folding=True)
+                          do_constant_folding=True, custom_opsets=custom_opsets)
 
 
 def _parity(part: OnnxPart, session) -> float:

@@ -20,6 +20,7 @@ import onnx
 from trtq.artifacts import atomic_output, write_sidecar
 from trtq.calib.modules import quantizers
 from trtq.errors import ArtifactError
+from trtq.export.logquant_onnx import DOMAIN, DOMAIN_VERSION, check_form
 from trtq.export.onnx_fp32 import (
     ExportSpec,
     _parity,
@@ -37,15 +38,22 @@ QDQ_PARITY_BOUND = 0.25  # relative; a wrong graph is off by O(1), rounding-tie 
 
 
 @contextlib.contextmanager
-def export_mode(model):
+def export_mode(model, logquant: str = "onnx"):
     qs = [q for _, q in quantizers(model)]
     for q in qs:
-        q.export_mode = True
+        q.export_mode, q.logquant_form = True, check_form(logquant)
     try:
         yield
     finally:
         for q in qs:
-            q.export_mode = False
+            q.export_mode, q.logquant_form = False, "onnx"
+
+
+def count_logquant(model: onnx.ModelProto) -> int:
+    """LogQuant sites: trtq::LogQuant nodes, or the one Log of each decomposed form (SAM-family
+    graphs have no other Log)."""
+    return sum(n.domain == DOMAIN or (n.op_type == "Log" and n.domain in ("", "ai.onnx"))
+               for n in model.graph.node)
 
 
 def check_exportable(recipe) -> None:
@@ -54,12 +62,14 @@ def check_exportable(recipe) -> None:
                             "it is simulation-only; ONNX Q/DQ export needs 8-bit recipes")
 
 
-def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = False) -> dict:
+def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = False,
+                    logquant: str = "onnx") -> dict:
     """Export one part, rewrite its weights, lint (TensorRT target), measure parity."""
     from trtq.engines.onnxruntime_session import check_onnx, create_session
 
+    custom = {DOMAIN: DOMAIN_VERSION} if logquant == "plugin" else None
     with atomic_output(path, force) as tmp:
-        _torch_export(part, tmp, opset)
+        _torch_export(part, tmp, opset, custom)
         model = onnx.load(str(tmp))
         rewritten = rewrite_weights(model, target)
         report = lint_qdq(model)
@@ -77,13 +87,17 @@ def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = Fal
             "weights_rewritten": rewritten, "lint_errors": report.errors,
             "lint_warnings": len(report.warnings), "quantize_nodes": report.quantize_nodes,
             "dequantize_nodes": report.dequantize_nodes,
+            "logquant_nodes": count_logquant(model),
             "int8_mac_coverage": coverage.fraction, "total_macs": coverage.total_macs}
 
 
 def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike,
                      target: str = "tensorrt", inputs: dict | None = None,
-                     force: bool = False) -> dict:
-    """Export a calibrated `model` as Q/DQ ONNX into `out_dir`; returns a summary."""
+                     force: bool = False, logquant: str = "onnx") -> dict:
+    """Export a calibrated `model` as Q/DQ ONNX into `out_dir`; returns a summary.
+    `logquant` picks how log2 quantizers are written: standard ONNX ops or the `trtq::LogQuant`
+    plugin node (`trtq.export.logquant_onnx`)."""
+    check_form(logquant)
     check_exportable(recipe)
     if spec.opset < 13:
         raise ArtifactError("Q/DQ export needs opset >= 13 (per-channel axis)")
@@ -91,20 +105,23 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
     parts = sam_parts(model.eval())
     check_part_outputs(parts, out, force)
     layers = sorted(name.rsplit(".", 1)[0] for name, q in quantizers(model)
-                    if q.enabled and name.endswith(".input_quantizer"))
+                    if q.enabled and not q.is_log2 and name.endswith(".input_quantizer"))
+    log2 = {name: {"bits": q.spec.bits, "tau": q.tau, "scale": float(q.scale)}
+            for name, q in quantizers(model) if q.enabled and q.is_log2}
     common = {"model": spec.model_name, "quantized_layers": layers, "precision": "int8",
-              "target": target,
+              "target": target, "logquant_form": logquant if log2 else None,
+              "logquant": log2,
               "opset": spec.opset, "recipe": recipe.to_dict(), "recipe_sha256": recipe.sha256(),
               "deployable": recipe.deployable and target == "tensorrt",
               "preprocess": asdict(model.preprocess)}
     if spec.checkpoint_sha256:
         inputs = {"checkpoint": spec.checkpoint_sha256, **(inputs or {})}
     result = {}
-    with export_mode(model):
+    with export_mode(model, logquant):
         for part in parts:
             path = out / f"{part.name}.onnx"
             log.info("exporting the INT8 %s (%s target) to %s", part.name, target, path)
-            record = export_qdq_part(part, path, spec.opset, target, force)
+            record = export_qdq_part(part, path, spec.opset, target, force, logquant)
             write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **record},
                           force=True)
             result[part.name] = {"path": str(path), **record}

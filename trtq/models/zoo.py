@@ -44,6 +44,25 @@ def litemedsam():
     return _sam(enc, 64, 256, preprocess=_litemedsam_preprocess(256))
 
 
+def _make_bimodal(model):
+    from trtq.models.bimodal import make_bimodal
+
+    make_bimodal(model)
+
+
+@register_model("litemedsam-bimodal", "LiteMedSAM with ±c offsets folded into the token→image "
+                "k_proj biases: same outputs, bimodal K (exercises PTQ4SAM's BIG)",
+                weights=LITEMEDSAM_WEIGHTS, post_load=_make_bimodal)
+def litemedsam_bimodal():
+    return litemedsam()
+
+
+@register_model("tiny_litemedsam-bimodal", "test config: tiny_litemedsam with a bimodal K",
+                needs_checkpoint=False, post_load=_make_bimodal)
+def tiny_litemedsam_bimodal():
+    return tiny_litemedsam()
+
+
 @register_model("mobile_sam", "MobileSAM (TinyViT-5M encoder), 1024×1024, user checkpoint")
 def mobile_sam():
     return _sam(_tiny_vit(img_size=1024), 64, 1024)

@@ -1,0 +1,133 @@
+"""PTQ4SAM ablation on LiteMedSAM: FP32, and for each bit width baseline / +BIG / +AGQ / +BIG+AGQ,
+mask mIoU against ground truth and mean IoU against the FP32 masks (fake-quant, PyTorch, CPU).
+
+    python bench/ptq4sam_ablation.py --data ../shared/datasets/busi --calib-split calib \\
+        --val-split val --out results/ablation-busi.json
+    python bench/ptq4sam_ablation.py --model litemedsam-bimodal --bits 6 4 \\
+        --variants "" flip center big --data ... --out results/ablation-bimodal.json
+
+Rows are calibrated on `--calib-images` images of the calibration split (its annotation boxes
+prompt the decoder) and evaluated on the first `--val-images` images of the evaluation split.
+Each finished row is written to the JSON at once; a rerun skips the rows already there, so an
+interrupted run resumes. `--report` prints the Markdown table (and BIG's per-layer verdicts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+VARIANT_LABELS = {"": "baseline", "big": "+BIG", "agq": "+AGQ", "ptq4sam": "+BIG+AGQ",
+                  "flip": "+flip only", "center": "+centring only"}
+
+
+def _samples(root: str, split: str, images: int):
+    from trtq.data import CocoBoxDataset
+
+    return list(itertools.islice(iter(CocoBoxDataset(root, split)), images))
+
+
+def _evaluate(model, samples, reference=None) -> dict:
+    from trtq.eval.backends import TorchBackend
+    from trtq.eval.sam_eval import evaluate
+
+    result = evaluate(TorchBackend(model), samples, reference)
+    summary = result.summary()
+    summary["seconds"] = result.seconds
+    return summary, {"per_instance": result.per_instance}
+
+
+def _save(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def run(args) -> dict:
+    import torch
+
+    from trtq.calib import calibrate
+    from trtq.data.calibration import calibration_samples
+    from trtq.models import load_model
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    out = Path(args.out)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data.setdefault("config", vars(args) | {"out": str(out)})
+    rows = data.setdefault("rows", {})
+    val = _samples(args.data, args.val_split, args.val_images)
+    calib = calibration_samples(args.data, args.calib_split, args.calib_images)
+    ref_path = out.with_name(out.stem + "-fp32-masks.json")
+    if "fp32" not in rows or not ref_path.exists():
+        summary, masks = _evaluate(load_model(args.model), val)
+        rows["fp32"] = {"label": "FP32", **summary}
+        _save(ref_path, masks)
+        _save(out, data)
+        print(f"FP32: mIoU {summary['miou']:.4f} ({summary['instances']} instances)", flush=True)
+    reference = json.loads(ref_path.read_text())
+    for bits in args.bits:
+        for variant in args.variants:
+            name = f"w{bits}a{bits}" + (f"-{variant}" if variant else "")
+            if name in rows:
+                continue
+            from trtq.recipes import get_recipe
+
+            recipe = get_recipe(name)
+            model = load_model(args.model)
+            start = time.perf_counter()
+            calibrate(model, recipe, calib)
+            calib_s = time.perf_counter() - start
+            summary, _ = _evaluate(model, val, reference)
+            rows[name] = {"label": f"W{bits}A{bits} {VARIANT_LABELS[variant]}", "bits": bits,
+                          "variant": variant, "calibration_seconds": calib_s, **summary,
+                          "big": getattr(model, "trtq_big_report", None)}
+            _save(out, data)
+            print(f"{name}: mIoU {summary['miou']:.4f}, vs FP32 "
+                  f"{summary['agreement_miou']:.4f} (calib {calib_s:.0f} s, eval "
+                  f"{summary['seconds']:.0f} s)", flush=True)
+    return data
+
+
+def report(data: dict) -> str:
+    rows = data["rows"]
+    cfg = data["config"]
+    lines = [f"{cfg['model']} on {Path(cfg['data']).name}/{cfg['val_split']} "
+             f"({rows['fp32']['instances']} instances, {cfg['val_images']} images), "
+             f"calibrated on {cfg['calib_images']} {cfg['calib_split']} images",
+             "", "| run | mIoU vs GT | mean IoU vs FP32 masks |", "|---|---:|---:|",
+             f"| FP32 | {rows['fp32']['miou']:.4f} | — |"]
+    for name, r in rows.items():
+        if name != "fp32":
+            lines.append(f"| {r['label']} | {r['miou']:.4f} | {r['agreement_miou']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="litemedsam")
+    p.add_argument("--data", required=True, help="COCO-format dataset root")
+    p.add_argument("--calib-split", default="calib")
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--calib-images", type=int, default=16)
+    p.add_argument("--val-images", type=int, default=40)
+    p.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
+    p.add_argument("--variants", nargs="+", default=["", "big", "agq", "ptq4sam"],
+                   help="recipe suffixes ('' is the uniform baseline)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", required=True, help="result JSON (resumable)")
+    p.add_argument("--report", action="store_true", help="print the table of --out and exit")
+    args = p.parse_args(argv)
+    if args.report:
+        print(report(json.loads(Path(args.out).read_text())))
+        return 0
+    print(report(run(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
