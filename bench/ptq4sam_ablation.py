@@ -48,6 +48,17 @@ def _save(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _restrict(recipe, pattern: str | None, bits: int):
+    """With --only: every quantizer float except those matching `pattern` (uniform, `bits`
+    bits, percentile), BIG kept: one tensor's quantization error in isolation."""
+    if not pattern:
+        return recipe
+    from trtq.recipes import QuantizerSpec, QuantRule, replace_rules
+
+    spec = QuantizerSpec(bits=bits, observer="percentile")
+    return replace_rules(recipe, (QuantRule("*", None), QuantRule(pattern, spec)))
+
+
 def run(args) -> dict:
     import torch
 
@@ -77,7 +88,7 @@ def run(args) -> dict:
                 continue
             from trtq.recipes import get_recipe
 
-            recipe = get_recipe(name)
+            recipe = _restrict(get_recipe(name), args.only, bits)
             model = load_model(args.model)
             start = time.perf_counter()
             calibrate(model, recipe, calib)
@@ -96,7 +107,8 @@ def run(args) -> dict:
 def report(data: dict) -> str:
     rows = data["rows"]
     cfg = data["config"]
-    lines = [f"{cfg['model']} on {Path(cfg['data']).name}/{cfg['val_split']} "
+    only = f", only {cfg['only']} quantized" if cfg.get("only") else ""
+    lines = [f"{cfg['model']}{only} on {Path(cfg['data']).name}/{cfg['val_split']} "
              f"({rows['fp32']['instances']} instances, {cfg['val_images']} images), "
              f"calibrated on {cfg['calib_images']} {cfg['calib_split']} images",
              "", "| run | mIoU vs GT | mean IoU vs FP32 masks |", "|---|---:|---:|",
@@ -118,6 +130,9 @@ def main(argv=None) -> int:
     p.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
     p.add_argument("--variants", nargs="+", default=["", "big", "agq", "ptq4sam"],
                    help="recipe suffixes ('' is the uniform baseline)")
+    p.add_argument("--only", metavar="PATTERN",
+                   help="quantize only the quantizers matching PATTERN (e.g. the token→image "
+                   "K: 'mask_decoder.*token_to_image.qk_matmul.other_quantizer')")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True, help="result JSON (resumable)")
     p.add_argument("--report", action="store_true", help="print the table of --out and exit")

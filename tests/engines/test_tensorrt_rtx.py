@@ -198,3 +198,12 @@ def test_litemedsam_ptq4sam_parses_and_builds(trt, litemedsam_ptq4sam_qdq, part,
     assert summary["QUANTIZE"] == q >= 60 and summary["DEQUANTIZE"] == dq
     assert _logquant_layers(parsed).get("GATHER", 0) == 3 * sites
     assert len(build_serialized(parsed, precision="int8")) > 5_000_000
+
+
+def test_plugin_form_needs_the_logquant_plugin(trt, tiny_ptq4sam_qdq):
+    # Until trtq's LogQuant plugin is registered, the parser names every LogQuant node.
+    with pytest.raises(BackendError) as info:
+        parse_onnx(tiny_ptq4sam_qdq["plugin"] / "decoder.onnx", trt)
+    message = str(info.value)
+    assert "7 parser error(s)" in message and message.count("op LogQuant") == 7
+    assert "Plugin not found" in message
