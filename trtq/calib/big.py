@@ -126,7 +126,7 @@ def symmetric_rmse(k: torch.Tensor, bits: int) -> float:
     scale = float(k.abs().max()) / qmax
     if scale == 0:
         return 0.0
-    q = torch.clamp(torch.round(k / scale), -qmax - 1, qmax) * scale
+    q = torch.fake_quantize_per_tensor_affine(k.float(), scale, 0, -qmax - 1, qmax)
     return float((q - k).pow(2).mean().sqrt())
 
 

@@ -142,6 +142,12 @@ def quantizers(model: nn.Module) -> Iterator[tuple[str, TensorQuantizer]]:
             yield name, module
 
 
+def logquant_params(model: nn.Module) -> dict[str, dict]:
+    """{quantizer name: bits, tau, scale} of every calibrated log2 quantizer that is on."""
+    return {name: {"bits": q.spec.bits, "tau": q.tau, "scale": float(q.scale)}
+            for name, q in quantizers(model) if q.enabled and q.is_log2}
+
+
 def weight_owners(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """Modules with a `weight_quantizer` and a `quant_weight()` (the tensor it quantizes)."""
     for name, module in model.named_modules():

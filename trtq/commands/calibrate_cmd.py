@@ -44,7 +44,7 @@ def run(args) -> int:
     from trtq import artifacts
     from trtq.bench.system import peak_rss_mib
     from trtq.calib import calibrate, save_quant_state
-    from trtq.calib.modules import quantizers
+    from trtq.calib.modules import logquant_params, quantizers
     from trtq.calib.state_dir import STATE_FILE
     from trtq.data.calibration import calibration_samples
     from trtq.errors import TrtqError
@@ -80,8 +80,7 @@ def run(args) -> int:
         "boxes": int(sum(len(s.boxes) for s in samples if s.boxes is not None)),
         "quantizers_on": active, "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
         "big": getattr(model, "trtq_big_report", None),
-        "logquant": {name: {"bits": q.spec.bits, "tau": q.tau, "scale": float(q.scale)}
-                     for name, q in quantizers(model) if q.enabled and q.is_log2},
+        "logquant": logquant_params(model),
     }
     inputs = {"checkpoint": provenance["checkpoint_sha256"]} if provenance["checkpoint"] else {}
     artifacts.write_sidecar(state_path, "quant_state", inputs, extra, force=True)

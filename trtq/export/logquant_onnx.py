@@ -48,9 +48,11 @@ def _decomposed(g, x, bits: int, tau: int, scale: float):
     upper = g.op("Gather", table, q0, axis_i=0)
     lower = g.op("Gather", table, g.op("Add", q0, _const(g, np.array(1, dtype=np.int32))),
                  axis_i=0)
-    too_low = g.op("Cast", g.op("GreaterOrEqual", x_pos, upper), to_i=6)
-    too_high = g.op("Cast", g.op("Less", x_pos, lower), to_i=6)
-    code = g.op("Add", g.op("Sub", q0, too_low), too_high)
+    # x at or above the upper bound: the estimate is one code too large; below the lower
+    # bound: one code too small
+    above = g.op("Cast", g.op("GreaterOrEqual", x_pos, upper), to_i=6)
+    below = g.op("Cast", g.op("Less", x_pos, lower), to_i=6)
+    code = g.op("Add", g.op("Sub", q0, above), below)
     return g.op("Gather", _const(g, levels(bits, tau, scale)), code, axis_i=0)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from trtq.artifacts import atomic_output, write_sidecar
-from trtq.calib.modules import quantizers
+from trtq.calib.modules import logquant_params, quantizers
 from trtq.errors import ArtifactError
 from trtq.export.logquant_onnx import DOMAIN, DOMAIN_VERSION, check_form
 from trtq.export.onnx_fp32 import (
@@ -106,8 +106,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
     check_part_outputs(parts, out, force)
     layers = sorted(name.rsplit(".", 1)[0] for name, q in quantizers(model)
                     if q.enabled and not q.is_log2 and name.endswith(".input_quantizer"))
-    log2 = {name: {"bits": q.spec.bits, "tau": q.tau, "scale": float(q.scale)}
-            for name, q in quantizers(model) if q.enabled and q.is_log2}
+    log2 = logquant_params(model)
     common = {"model": spec.model_name, "quantized_layers": layers, "precision": "int8",
               "target": target, "logquant_form": logquant if log2 else None,
               "logquant": log2,

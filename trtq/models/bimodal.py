@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-LAYERS = "mask_decoder.*token_to_image"
+from trtq.recipes import BigOptions
+
+LAYERS = BigOptions().layers  # the attentions BIG folds
 
 
 def _synthetic_probe(model: nn.Module):
