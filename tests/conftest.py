@@ -159,3 +159,18 @@ def litemedsam_ptq4sam(busi, tmp_path_factory) -> Path:
 def litemedsam_ptq4sam_qdq(litemedsam_ptq4sam, tmp_path_factory) -> Path:
     """Its TensorRT-target export with LogQuant as standard ops."""
     return export_into("litemedsam", litemedsam_ptq4sam, tmp_path_factory.mktemp("lm_p4s_qdq"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ptq4vit_deploy(busi, tmp_path_factory) -> Path:
+    """tiny_litemedsam calibrated with w8a8-ptq4vit-deploy (Hessian search, shifted
+    asymmetric post-GELU/ReLU Linear inputs) on 2 busi images."""
+    return calibrate_into("tiny_litemedsam", tmp_path_factory.mktemp("tiny_p4v"), busi, "calib",
+                          2, recipe_name="w8a8-ptq4vit-deploy")
+
+
+@pytest.fixture(scope="session")
+def tiny_ptq4vit_deploy_qdq(tiny_ptq4vit_deploy, tmp_path_factory) -> Path:
+    """Its TensorRT-target Q/DQ export."""
+    return export_into("tiny_litemedsam", tiny_ptq4vit_deploy,
+                       tmp_path_factory.mktemp("tiny_p4v_qdq"))

@@ -79,6 +79,25 @@ def _add_eval(sub) -> None:
     _force_arg(p)
 
 
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classifier top-1 accuracy / agreement on images",
+                       description="Top-1/top-5 accuracy of a ViT/DeiT classifier on a folder "
+                       "of class sub-folders, or top-1 agreement with a reference run on any "
+                       "image folder; float or a calibrated (fake-quantized) model.")
+    _model_args(p)
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="DIR/<class>/<image> (labelled) or a flat folder of images")
+    p.add_argument("--classes", metavar="FILE",
+                   help="class folder names in the model's class order, one per line "
+                   "(default: sorted folder names)")
+    p.add_argument("--calibrated", metavar="DIR", help="a `trtq calibrate` folder")
+    p.add_argument("--reference", metavar="FILE.json",
+                   help="an earlier classify result: report top-1 agreement with it")
+    p.add_argument("--limit", type=POSITIVE, metavar="N", help="the first N images only")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="result JSON")
+    _force_arg(p)
+
+
 def _recipe_args(p: argparse.ArgumentParser) -> None:
     """Options that adjust a preset recipe (calibrate, inspect --recipe)."""
     p.add_argument("--observer", choices=OBSERVERS,
@@ -198,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_calibrate(sub)
     _add_eval(sub)
+    _add_classify(sub)
     _add_export(sub)
     _add_inspect(sub)
     _add_bench(sub)

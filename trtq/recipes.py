@@ -15,6 +15,12 @@ Presets:
   simulation only (TensorRT has no 2–7-bit activations).
 * `w{N}a{N}-ptq4sam` (`w8a8-ptq4sam` is deployable): PTQ4SAM's BIG and AGQ on top (§2–§3);
   `-big`, `-flip`, `-center` and `-agq` are the ablation's single components.
+* `w{N}a{N}-ptq4vit` (simulation only): PTQ4ViT (§5–§6): twin-uniform post-softmax and
+  post-GELU inputs, and every range chosen by the Hessian-guided search. Its parts: `-hessian`
+  (the search on the uniform placement, deployable at 8 bits) and `-twin` (twin quantizers,
+  searched by output MSE). `w{N}a{N}-ptq4vit-deploy` is the deployable subset: the Hessian
+  search, with post-GELU/ReLU Linear inputs asymmetric and lowered to Sub(x, c) + symmetric
+  Q/DQ with W·c folded into the bias.
 """
 
 from __future__ import annotations
@@ -28,9 +34,13 @@ from typing import Any
 
 from trtq.errors import TrtqError
 
-OBSERVERS = ("minmax", "avg_minmax", "percentile", "entropy", "mse", "agq")
-WEIGHT_OBSERVERS = ("minmax", "mse")
-KINDS = ("uniform", "log2")
+# "hessian" and "output_mse" are the PTQ4ViT candidate search (trtq.calib.search), scored by
+# the gradient-weighted or the plain error of the quantized layer's output
+SEARCH_OBSERVERS = ("hessian", "output_mse")
+OBSERVERS = ("minmax", "avg_minmax", "percentile", "entropy", "mse", "agq", *SEARCH_OBSERVERS)
+WEIGHT_OBSERVERS = ("minmax", "mse", *SEARCH_OBSERVERS)
+TWIN_KINDS = ("twin_softmax", "twin_gelu")
+KINDS = ("uniform", "log2", *TWIN_KINDS)
 
 
 class RecipeError(TrtqError):
@@ -47,6 +57,14 @@ class QuantizerSpec:
     `kind` "log2" is AGQ's log2 quantizer for post-softmax tensors (`trtq.calib.logquant`): it
     takes the observer "agq", which searches τ among `taus` and the scale that minimise the
     attention output's |error|^`mse_p`.
+
+    `kind` "twin_softmax" / "twin_gelu" are PTQ4ViT's twin-uniform quantizers
+    (`trtq.calib.twin`, simulation only); they are calibrated by a search observer. `twin_tie`
+    rounds the post-GELU positive scale to the negative one times a power of two.
+
+    `shifted` (asymmetric per-tensor inputs of Linear layers only) runs the asymmetric range as
+    Sub(x, c) → symmetric Q/DQ → MatMul with W·c folded into the bias (ALGORITHMS.md §5), which
+    TensorRT accepts; it is the same grid as the asymmetric quantizer.
     """
 
     bits: int = 8
@@ -60,11 +78,20 @@ class QuantizerSpec:
     histogram_bins: int = 2048
     kind: str = "uniform"
     taus: tuple[int, ...] = (1, 2, 4)
+    twin_tie: bool = True
+    shifted: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "taus", tuple(int(t) for t in self.taus))
         if self.kind not in KINDS:
-            raise RecipeError(f"quantizer kind {self.kind!r}: use uniform or log2")
+            raise RecipeError(f"quantizer kind {self.kind!r}: use one of {', '.join(KINDS)}")
+        if self.kind in TWIN_KINDS and (self.observer not in SEARCH_OBSERVERS
+                                        or self.axis is not None):
+            raise RecipeError(f"a {self.kind} quantizer is per-tensor and calibrated by a "
+                              f"search observer ({' or '.join(SEARCH_OBSERVERS)})")
+        if self.shifted and (self.symmetric or self.axis is not None or self.kind != "uniform"):
+            raise RecipeError("shifted lowering applies to asymmetric per-tensor uniform "
+                              "quantizers (symmetric=False, axis=None)")
         if (self.kind == "log2") != (self.observer == "agq"):
             raise RecipeError("the log2 quantizer is calibrated by the observer agq, and agq "
                               "calibrates only log2 quantizers")
@@ -78,13 +105,18 @@ class QuantizerSpec:
                               f"{', '.join(OBSERVERS)}")
         if self.axis is not None and self.observer not in WEIGHT_OBSERVERS:
             raise RecipeError(f"per-channel (axis={self.axis}) quantizers take the observer "
-                              f"minmax or mse, not {self.observer!r}")
+                              f"{', '.join(WEIGHT_OBSERVERS)}, not {self.observer!r}")
         if not 50.0 < self.percentile <= 100.0:
             raise RecipeError(f"percentile={self.percentile}: give a value in (50, 100]")
         if self.mse_p <= 0 or self.mse_candidates < 2:
             raise RecipeError("mse search needs mse_p > 0 and at least 2 candidates")
         if self.histogram_bins < 128:
             raise RecipeError("histogram_bins must be at least 128")
+
+    @property
+    def searched(self) -> bool:
+        """Calibrated by the PTQ4ViT candidate search rather than a streaming observer."""
+        return self.observer in SEARCH_OBSERVERS
 
     @property
     def qmin(self) -> int:
@@ -100,7 +132,9 @@ class QuantizerSpec:
         if self.kind == "log2":
             taus = ",".join(map(str, self.taus))
             return f"log2 {self.bits}-bit per-tensor (zero code) tau∈{{{taus}}} agq"
-        kind = "sym" if self.symmetric else "asym"
+        if self.kind in TWIN_KINDS:
+            return f"{self.kind} {self.bits}-bit per-tensor (2×{self.bits - 1}-bit) {self.observer}"
+        kind = "sym" if self.symmetric else ("asym→shift" if self.shifted else "asym")
         gran = "per-tensor" if self.axis is None else f"per-channel(axis={self.axis})"
         obs = self.observer + (f"({self.percentile})" if self.observer == "percentile" else "")
         return f"int{self.bits} {kind} {gran} [{self.qmin},{self.qmax}] {obs}"
@@ -140,6 +174,35 @@ class BigOptions:
 
 
 @dataclass(frozen=True)
+class SearchOptions:
+    """PTQ4ViT's alternating candidate search (ALGORITHMS.md §6), for quantizers whose observer
+    is "hessian" or "output_mse".
+
+    Candidates Δ_i = Δ0·(alpha + i·(beta − alpha)/candidates), Δ0 = max|x| / (2^(b−1) − 0.5);
+    the quantizers of one layer (weight and input, or the two matmul operands) are searched in
+    turn for `rounds` rounds. The layer's inputs, outputs and loss gradients are recorded on
+    `rows` evenly spaced output rows per calibration image (CPU time and memory). The gradient
+    comes from `loss`: "auto" is the mask loss (BCE + Dice against the FP model's own mask)
+    for SAM and cross-entropy against the FP top-1 (or the labels) for classifiers.
+    """
+
+    candidates: int = 100
+    alpha: float = 0.01
+    beta: float = 1.2
+    rounds: int = 3
+    rows: int = 256
+    loss: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.candidates < 2 or not 0 < self.alpha < self.beta or self.rounds < 1 \
+                or self.rows < 1:
+            raise RecipeError("search needs candidates >= 2, 0 < alpha < beta, rounds >= 1 "
+                              "and rows >= 1")
+        if self.loss not in ("auto", "mask", "cross_entropy"):
+            raise RecipeError(f"search loss {self.loss!r}: use auto, mask or cross_entropy")
+
+
+@dataclass(frozen=True)
 class QuantRecipe:
     name: str
     rules: tuple[QuantRule, ...] = ()
@@ -148,6 +211,7 @@ class QuantRecipe:
     description: str = ""
     notes: tuple[str, ...] = field(default=())
     big: BigOptions | None = None
+    search: SearchOptions | None = None
 
     def __post_init__(self) -> None:
         if self.target not in ("tensorrt", "onnxruntime"):
@@ -168,7 +232,8 @@ class QuantRecipe:
         rules = []
         for rule in self.rules:
             spec = rule.spec
-            if spec is not None and spec.axis is None and spec.kind == "uniform":
+            if spec is not None and spec.axis is None and spec.kind == "uniform" \
+                    and not spec.searched:
                 extra = {"percentile": percentile} if percentile is not None else {}
                 spec = replace(spec, observer=observer, **extra)
             rules.append(QuantRule(rule.pattern, spec))
@@ -181,7 +246,8 @@ class QuantRecipe:
         rules = []
         for rule in self.rules:
             spec = rule.spec
-            if spec is not None and spec.axis is None and spec.kind == "uniform":
+            if spec is not None and spec.axis is None and spec.kind == "uniform" \
+                    and not spec.shifted:
                 spec = replace(spec, symmetric=target == "tensorrt")
             rules.append(QuantRule(rule.pattern, spec))
         return replace(self, rules=tuple(rules), target=target)
@@ -211,7 +277,9 @@ def recipe_from_dict(data: dict[str, Any]) -> QuantRecipe:
                            target=data.get("target", "tensorrt"),
                            description=data.get("description", ""),
                            notes=tuple(data.get("notes", ())),
-                           big=BigOptions(**data["big"]) if data.get("big") else None)
+                           big=BigOptions(**data["big"]) if data.get("big") else None,
+                           search=(SearchOptions(**data["search"]) if data.get("search")
+                                   else None))
     except (KeyError, TypeError) as exc:
         raise RecipeError(f"not a trtq recipe record ({exc}); re-run `trtq calibrate`") from exc
 
@@ -221,6 +289,7 @@ def recipe_from_dict(data: dict[str, Any]) -> QuantRecipe:
 FLOAT_PATTERNS = (
     "image_encoder.patch_embed.seq.0.input_quantizer",  # TinyViT: first conv sees the image
     "image_encoder.patch_embed.proj.input_quantizer",  # SAM ViT
+    "patch_embed.proj.input_quantizer",  # ViT/DeiT classifiers
     "prompt_encoder.*",
     "mask_decoder.output_upscaling.*",
     "mask_decoder.output_hypernetworks_mlps.*",
@@ -256,7 +325,8 @@ def uniform_recipe(bits: int, observer: str = "percentile",
 FP16 = QuantRecipe("fp16", (), deployable=True,
                    description="no quantizers: the FP16 TensorRT baseline (ONNX stays FP32)")
 
-_PRESET_RE = re.compile(r"w(\d)a(\d)(?:-(ptq4sam|big|flip|center|agq))?")
+_PRESET_RE = re.compile(
+    r"w(\d)a(\d)(?:-(ptq4sam|big|flip|center|agq|ptq4vit-deploy|ptq4vit|hessian|twin))?")
 
 # PTQ4SAM variants: (BIG options or None, AGQ on)
 _PTQ4SAM_VARIANTS = {
@@ -295,14 +365,79 @@ def ptq4sam_recipe(bits: int, big: BigOptions | None = BigOptions(), agq: bool =
         description=base.description + "; " + " + ".join(parts), notes=tuple(notes), big=big)
 
 
+# PTQ4ViT sites (ALGORITHMS.md §5): inputs that follow a softmax or a GELU. TinyViT's 1×1
+# `conv3` (MBConv and PatchMerging) reads a GELU output like the MLPs' fc2.
+POST_SOFTMAX = ("*.av_matmul.input_quantizer",)
+POST_GELU = ("*.mlp.fc2.input_quantizer", "image_encoder.*.conv3.input_quantizer")
+# Linear inputs after a GELU or ReLU: asymmetric and lowered by shifting in the deployable
+# subset (SAM's decoder MLPs use ReLU, whose output a symmetric range wastes half of)
+SHIFTED_INPUTS = ("*.mlp.fc2.input_quantizer", "mask_decoder.*.mlp.lin2.input_quantizer")
+
+# PTQ4ViT variants: (Hessian search, twin quantizers, shifted asymmetric Linear inputs)
+_PTQ4VIT_VARIANTS = {
+    "ptq4vit": (True, True, False),
+    "ptq4vit-deploy": (True, False, True),
+    "hessian": (True, False, False),
+    "twin": (False, True, False),
+}
+
+
+def ptq4vit_recipe(bits: int, hessian: bool = True, twin: bool = True, shifted: bool = False,
+                   observer: str = "percentile", search: SearchOptions = SearchOptions(),
+                   name: str | None = None) -> QuantRecipe:
+    """The uniform w{bits}a{bits} placement plus PTQ4ViT (ALGORITHMS.md §5–§6).
+
+    `hessian`: every weight and activation range is chosen by the Hessian-guided search.
+    `twin`: post-softmax and post-GELU inputs get twin-uniform quantizers (the decoder's
+    token→image attn·v too, float in the uniform presets; its V uniformly), searched by the
+    Hessian metric or, without `hessian`, by output MSE. Simulation only.
+    `shifted`: post-GELU/ReLU Linear inputs asymmetric, lowered for TensorRT by shifting.
+    """
+    base = uniform_recipe(bits, observer)
+    act_observer = "hessian" if hessian else observer
+    rules = []
+    for rule in base.rules:
+        spec = rule.spec
+        if spec is not None and hessian:
+            spec = replace(spec, observer="hessian")
+        rules.append(QuantRule(rule.pattern, spec))
+    parts = ["Hessian-guided search"] if hessian else []
+    if twin:
+        metric = "hessian" if hessian else "output_mse"
+        softmax = QuantizerSpec(bits=bits, kind="twin_softmax", observer=metric)
+        gelu = QuantizerSpec(bits=bits, kind="twin_gelu", observer=metric)
+        act = QuantizerSpec(bits=bits, observer=act_observer)
+        rules += [QuantRule(p, softmax) for p in POST_SOFTMAX]
+        rules += [QuantRule(p, gelu) for p in POST_GELU]
+        rules.append(QuantRule("mask_decoder.*token_to_image.av_matmul.other_quantizer", act))
+        parts.append(f"twin-uniform post-softmax/post-GELU ({metric})")
+    if shifted:
+        asym = QuantizerSpec(bits=bits, symmetric=False, shifted=True, observer=act_observer)
+        rules += [QuantRule(p, asym) for p in SHIFTED_INPUTS]
+        parts.append("asymmetric post-GELU/ReLU Linear inputs, lowered by shifting")
+    deployable = bits == 8 and not twin
+    notes = list(base.notes)
+    if twin:
+        notes.append("simulation only: TensorRT has no twin-range INT8 (no plugin implements "
+                     "it); use the -ptq4vit-deploy subset to deploy")
+    return QuantRecipe(
+        name=name or f"w{bits}a{bits}-ptq4vit", rules=tuple(rules), deployable=deployable,
+        description=base.description + "; PTQ4ViT: " + " + ".join(parts),
+        notes=tuple(dict.fromkeys(notes)), search=search if (hessian or twin) else None)
+
+
 def preset_names() -> list[str]:
     return ["fp16", "w8a8", "w6a6", "w4a4", "w{N}a{N}", "w8a8-ptq4sam", "w6a6-ptq4sam",
-            "w4a4-ptq4sam", "w{N}a{N}-{ptq4sam,big,flip,center,agq}"]
+            "w4a4-ptq4sam", "w{N}a{N}-{ptq4sam,big,flip,center,agq}", "w8a8-ptq4vit",
+            "w6a6-ptq4vit", "w8a8-ptq4vit-deploy", "w6a6-ptq4vit-deploy",
+            "w{N}a{N}-{ptq4vit,ptq4vit-deploy,hessian,twin}"]
 
 
 def get_recipe(name: str) -> QuantRecipe:
     """A preset by name: fp16, w{N}a{N} (N in 2..8), or w{N}a{N}-VARIANT with VARIANT one of
-    ptq4sam (BIG + AGQ), big (sign flip + centring), flip, center, agq."""
+    ptq4sam (BIG + AGQ), big (sign flip + centring), flip, center, agq, ptq4vit (twin +
+    Hessian search), ptq4vit-deploy (Hessian search + shifted asymmetric inputs), hessian,
+    twin."""
     if name == "fp16":
         return FP16
     match = _PRESET_RE.fullmatch(name)
@@ -313,6 +448,9 @@ def get_recipe(name: str) -> QuantRecipe:
                               "activations (w4a4, w6a6, w8a8)")
         if not 2 <= w <= 8:
             raise RecipeError(f"recipe {name!r}: bit widths run from 2 to 8")
+        if match.group(3) in _PTQ4VIT_VARIANTS:
+            hessian, twin, shifted = _PTQ4VIT_VARIANTS[match.group(3)]
+            return ptq4vit_recipe(w, hessian, twin, shifted, name=name)
         if match.group(3):
             big, agq = _PTQ4SAM_VARIANTS[match.group(3)]
             return ptq4sam_recipe(w, big, agq, name=name)

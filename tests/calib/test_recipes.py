@@ -11,6 +11,7 @@ from trtq.recipes import (
     QuantRecipe,
     QuantRule,
     RecipeError,
+    SearchOptions,
     get_recipe,
     recipe_from_dict,
 )
@@ -110,4 +111,36 @@ def test_log2_spec_validation():
     with pytest.raises(RecipeError, match="taus"):
         QuantizerSpec(kind="log2", observer="agq", taus=(3,))
     with pytest.raises(RecipeError, match="unknown recipe"):
-        get_recipe("w8a8-ptq4vit")
+        get_recipe("w8a8-ptq4xyz")
+
+
+def test_ptq4vit_recipes():
+    from trtq.recipes import recipe_from_dict
+
+    fc2 = "image_encoder.layers.1.blocks.0.mlp.fc2.input_quantizer"
+    softmax = "image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer"
+    lin2 = "mask_decoder.transformer.layers.0.mlp.lin2.input_quantizer"
+    full = get_recipe("w6a6-ptq4vit")
+    assert not full.deployable and full.search is not None
+    assert full.spec_for(fc2).kind == "twin_gelu" and full.spec_for(softmax).kind == "twin_softmax"
+    assert full.spec_for("image_encoder.layers.1.blocks.0.attn.qkv.weight_quantizer").observer \
+        == "hessian"
+    twin = get_recipe("w6a6-twin")
+    assert twin.spec_for(fc2).observer == "output_mse"
+    assert twin.spec_for("image_encoder.layers.1.blocks.0.attn.qkv.input_quantizer").observer \
+        == "percentile"
+    deploy = get_recipe("w8a8-ptq4vit-deploy")
+    assert deploy.deployable and get_recipe("w8a8-hessian").deployable
+    for name in (fc2, lin2):
+        spec = deploy.spec_for(name)
+        assert spec.shifted and not spec.symmetric and spec.observer == "hessian"
+    # retargeting leaves the shifted inputs asymmetric (they already run on TensorRT)
+    assert deploy.for_target("onnxruntime").for_target("tensorrt").spec_for(fc2).shifted
+    assert deploy.spec_for(softmax).kind == "uniform"
+    assert recipe_from_dict(full.to_dict()) == full
+    with pytest.raises(RecipeError, match="search observer"):
+        QuantizerSpec(kind="twin_softmax", observer="percentile")
+    with pytest.raises(RecipeError, match="shifted lowering"):
+        QuantizerSpec(shifted=True)
+    with pytest.raises(RecipeError, match="rounds"):
+        SearchOptions(rounds=0)

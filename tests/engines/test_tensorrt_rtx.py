@@ -207,3 +207,18 @@ def test_plugin_form_needs_the_logquant_plugin(trt, tiny_ptq4sam_qdq):
     message = str(info.value)
     assert "7 parser error(s)" in message and message.count("op LogQuant") == 7
     assert "Plugin not found" in message
+
+
+@pytest.mark.parametrize("part, sites", [("encoder", 4), ("decoder", 2)])
+def test_tiny_ptq4vit_shifted_inputs_parse_and_build(trt, tiny_ptq4vit_deploy_qdq, part, sites):
+    # The asymmetric post-GELU/ReLU inputs, lowered to Sub → symmetric Q/DQ, pass TensorRT's
+    # importer (it rejects any non-zero zero point) and build as INT8.
+    path = tiny_ptq4vit_deploy_qdq / f"{part}.onnx"
+    parsed = parse_onnx(path, trt)
+    summary = summarize_layers(parsed)
+    q, dq = _qdq_counts(path)
+    assert summary["QUANTIZE"] == q and summary["DEQUANTIZE"] == dq
+    shifted = [layer for layer in network_layers(parsed)
+               if "/mlp/" in layer.name and layer.name.endswith("/Sub")]
+    assert len(shifted) == sites
+    assert len(build_serialized(parsed, precision="int8")) > 100_000

@@ -73,45 +73,91 @@ def sam_forward_loop(samples: Iterable[CalibSample], progress: Callable | None =
     return loop
 
 
-def _big_probe(data) -> Callable:
+def _big_probe(task) -> Callable:
     """BIG's probe: the first calibration sample that has boxes (or the whole forward loop)."""
-    if callable(data):
-        return data
-    for sample in data:
-        if sample.boxes is not None and len(sample.boxes):
-            return lambda model: run_sample(model, sample)
-    raise CalibrationError("BIG needs a calibration image with boxes (it probes the decoder)")
+    if callable(task):
+        return task
+    sample = task.probe()
+    if sample is None:
+        raise CalibrationError("BIG needs a calibration image with boxes (it probes the decoder)")
+    return lambda model: run_sample(model, sample)
+
+
+def search_ranges(model: nn.Module, recipe: QuantRecipe, task, progress=None) -> dict:
+    """PTQ4ViT's search for every quantizer whose observer is "hessian" or "output_mse": record
+    each layer's inputs and loss gradient with the model in full precision, then search layer
+    by layer (`trtq.calib.search`). Returns the report (also `model.trtq_search_report`)."""
+    from dataclasses import asdict
+
+    from trtq.calib.capture import Recorder
+    from trtq.calib.search import search_layer
+    from trtq.recipes import SearchOptions
+
+    options = recipe.search or SearchOptions()
+    owners = sorted({name.rsplit(".", 1)[0] for name, q in quantizers(model)
+                     if q.spec is not None and q.spec.searched})
+    if not owners:
+        return {}
+    if callable(task):
+        raise CalibrationError("the Hessian/output-MSE search needs a calibration task with a "
+                               "loss (CalibSamples for SAM, trtq.calib.tasks.ClassifierTask), "
+                               "not a bare forward loop")
+    recorder = Recorder(model, owners, options.rows)
+    seen = recorder.run(task, progress)
+    if seen == 0:
+        raise CalibrationError("the search needs calibration samples that produce a loss "
+                               "(SAM: images with annotation boxes)")
+    modules = dict(model.named_modules())
+    layers = []
+    with torch.no_grad():
+        for name in owners:
+            try:
+                layers.append(search_layer(name, modules[name], recorder.records.pop(name),
+                                           options))
+            except ValueError as exc:
+                raise CalibrationError(f"{name}: {exc}; keep it float in the recipe or give "
+                                       "calibration data that runs it") from exc
+            log.debug("searched %s", name)
+    report = {"options": asdict(options), "samples": seen, "layers": layers}
+    model.trtq_search_report = report
+    return report
 
 
 def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable | None = None):
-    """Quantize `model` in place with `recipe`, calibrated on `data`; returns the model."""
+    """Quantize `model` in place with `recipe`, calibrated on `data`; returns the model.
+
+    `data`: CalibSamples (SAM), a task (`trtq.calib.tasks`), or a callable forward loop
+    (streaming observers only)."""
+    from trtq.calib.tasks import as_task
+
     model.eval()
-    if not callable(data):
-        data = list(data)
+    task = data if callable(data) else as_task(data)
     if recipe.big is not None:
         from trtq.calib.big import apply_big
 
         with torch.no_grad():
-            report = apply_big(model, recipe.big, _big_probe(data), bits=max(recipe.bits))
+            report = apply_big(model, recipe.big, _big_probe(task), bits=max(recipe.bits))
         model.trtq_big_report = report
         log.info("BIG folded into %d decoder attentions (outputs changed by %.2e)",
                  sum(r["folded"] for r in report["layers"]), report["decoder_max_abs_change"] or 0)
     quantize(model, recipe)
-    forward_loop = data if callable(data) else sam_forward_loop(data, progress)
+    forward_loop = task if callable(task) else task.forward_loop(progress)
     active = [(n, q) for n, q in quantizers(model) if q.spec is not None]
     weight_names = {f"{n}.weight_quantizer" for n, _ in weight_owners(model)}
-    for name, q in active:
-        if name not in weight_names:
-            q.start_calibration()
+    streamed = [(n, q) for n, q in active if n not in weight_names and not q.spec.searched]
+    for _name, q in streamed:
+        q.start_calibration()
     with torch.no_grad():
         seen = forward_loop(model)
     if seen == 0:
         raise CalibrationError("no calibration images were given")
-    unseen = [name for name, q in active if name not in weight_names and not q.finish_calibration()]
+    unseen = [name for name, q in streamed if not q.finish_calibration()]
     with torch.no_grad():
         for _name, owner in weight_owners(model):
-            if owner.weight_quantizer.spec is not None:
+            spec = owner.weight_quantizer.spec
+            if spec is not None and not spec.searched:
                 owner.weight_quantizer.calibrate_weight(owner.quant_weight())
+    search_ranges(model, recipe, task, progress)
     if unseen:
         log.warning("%d quantizers saw no calibration data and stay float: %s", len(unseen),
                     ", ".join(unseen[:5]) + (" ..." if len(unseen) > 5 else ""))

@@ -46,8 +46,30 @@ class QuantLinear(nn.Linear):
     def quant_weight(self) -> torch.Tensor:
         return self.weight
 
+    def shifted_bias(self) -> torch.Tensor:
+        """b + Ŵ·c for a shifted input quantizer (Ŵ the fake-quantized weight): the bias of the
+        lowered form W·(x̂' + c) + b = W·x̂' + (W·c + b)."""
+        c = torch.full((self.in_features,), self.input_quantizer.shift(),
+                       dtype=self.weight.dtype)
+        folded = F.linear(c, self.weight_quantizer(self.weight))
+        return folded if self.bias is None else folded + self.bias
+
+    def prepare_export(self) -> None:
+        """Freeze the folded bias as a plain tensor so the ONNX trace writes it as a constant."""
+        q = self.input_quantizer
+        self.export_bias = None
+        if q.enabled and q.is_shifted:
+            with torch.no_grad():
+                self.export_bias = self.shifted_bias().detach().clone()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias)
+        q = self.input_quantizer
+        if q.enabled and q.is_shifted and q.export_mode:
+            # Sub(x, c) → symmetric Q/DQ → MatMul, with W·c in the bias (TensorRT-deployable)
+            bias = getattr(self, "export_bias", None)
+            bias = self.shifted_bias() if bias is None else bias
+            return F.linear(q.shifted_codes(x), self.weight_quantizer(self.weight), bias)
+        return F.linear(q(x), self.weight_quantizer(self.weight), self.bias)
 
 
 class QuantConv2d(nn.Conv2d):

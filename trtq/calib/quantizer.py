@@ -4,6 +4,10 @@ States: off (identity, the default), calibrating (identity while an observer rec
 tensor), and on (fake-quantize with the calibrated scale and zero point). The arithmetic is
 torch's `fake_quantize_per_{tensor,channel}_affine`, which the ONNX exporter writes as a
 QuantizeLinear/DequantizeLinear pair, so the simulated and the exported model round alike.
+
+Other formats: log2 (AGQ, `trtq.calib.logquant`), twin-uniform (PTQ4ViT, `trtq.calib.twin`,
+simulation only), and shifted asymmetric: an asymmetric range computed as a symmetric one on
+x − c (c = Δ·(2^(b−1) − z)), the form `QuantLinear` exports with W·c folded into its bias.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from torch import nn
 
 from trtq.calib.logquant import AgqObserver
 from trtq.calib.observers import ActivationObserver, range_to_qparams, weight_range
+from trtq.calib.twin import twin_fake_quant
 from trtq.errors import TrtqError
-from trtq.recipes import QuantizerSpec
+from trtq.recipes import TWIN_KINDS, QuantizerSpec
 
 
 class CalibrationError(TrtqError):
@@ -35,6 +40,7 @@ class TensorQuantizer(nn.Module):
         self.scale: torch.Tensor | None = None
         self.zero_point: torch.Tensor | None = None
         self.tau: int | None = None  # log2 quantizers only
+        self.scale2: torch.Tensor | None = None  # twin quantizers: the second range's scale
         # qparams for the same data with the other symmetry (activations only), so one
         # calibration serves both the TensorRT (symmetric) and onnxruntime (uint8) targets
         self.alt: dict[str, torch.Tensor] | None = None
@@ -49,10 +55,24 @@ class TensorQuantizer(nn.Module):
     def configure(self, spec: QuantizerSpec | None) -> None:
         self.spec, self.enabled = spec, False
         self.scale = self.zero_point = self.observer = self.alt = self.tau = None
+        self.scale2 = None
 
     @property
     def is_log2(self) -> bool:
         return self.spec is not None and self.spec.kind == "log2"
+
+    @property
+    def is_twin(self) -> bool:
+        return self.spec is not None and self.spec.kind in TWIN_KINDS
+
+    @property
+    def is_shifted(self) -> bool:
+        return self.spec is not None and self.spec.shifted
+
+    def shift(self) -> float:
+        """c of a shifted quantizer: x̂ = Δ·q' + c with q' the symmetric code of x − c."""
+        half = 2 ** (self.spec.bits - 1)
+        return float(self.scale) * (half - int(self.zero_point))
 
     def start_calibration(self) -> None:
         if self.spec is None:
@@ -75,6 +95,8 @@ class TensorQuantizer(nn.Module):
             return True
         lo, hi = observer.compute()
         self.set_range(torch.tensor(lo), torch.tensor(hi))
+        if self.spec.shifted:
+            return True  # runs on both targets as it is: no alternative symmetry
         other = replace(self.spec, symmetric=not self.spec.symmetric)
         observer.spec = other
         scale, zero_point = range_to_qparams(*map(torch.tensor, observer.compute()), other)
@@ -83,7 +105,7 @@ class TensorQuantizer(nn.Module):
 
     def flip_symmetry(self) -> None:
         """Switch an activation quantizer to the other symmetry using its stored alt qparams."""
-        if self.spec is None or self.is_log2:
+        if self.spec is None or self.is_log2 or self.is_twin or self.is_shifted:
             return
         if self.alt is None:
             raise CalibrationError("this quant state has no alternative-symmetry ranges; "
@@ -100,12 +122,18 @@ class TensorQuantizer(nn.Module):
     def set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         self.scale, self.zero_point = range_to_qparams(lo, hi, self.spec)
 
+    def set_twin(self, scale: float, scale2: float) -> None:
+        self.scale = torch.tensor(scale, dtype=torch.float32)
+        self.scale2 = torch.tensor(scale2, dtype=torch.float32)
+
     # -- state (plain tensors, no pickled modules) ---------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
         if self.scale is None:
             return {}
         if self.is_log2:
             return {"scale": self.scale.clone(), "tau": torch.tensor(self.tau)}
+        if self.is_twin:
+            return {"scale": self.scale.clone(), "scale2": self.scale2.clone()}
         out = {"scale": self.scale.clone(), "zero_point": self.zero_point.clone()}
         if self.alt is not None:
             out |= {"alt_scale": self.alt["scale"], "alt_zero_point": self.alt["zero_point"]}
@@ -121,6 +149,13 @@ class TensorQuantizer(nn.Module):
                 raise CalibrationError(f"{name}: saved log2 quantizer state is not a positive "
                                        "scale and a tau; re-run `trtq calibrate`")
             self.scale, self.tau = scale, int(state["tau"])
+            return
+        if self.is_twin:
+            if "scale2" not in state or scale.dim() != 0 or not float(scale) > 0 \
+                    or not float(state["scale2"]) > 0:
+                raise CalibrationError(f"{name}: saved twin quantizer state is not two "
+                                       "positive scales; re-run `trtq calibrate`")
+            self.set_twin(float(scale), float(state["scale2"]))
             return
         expected = () if self.spec.axis is None else (scale.numel(),)
         if tuple(scale.shape) != expected or not bool(torch.all(scale > 0)):
@@ -147,9 +182,26 @@ class TensorQuantizer(nn.Module):
 
             return LogQuantFunction.apply(x, spec.bits, self.tau, float(self.scale),
                                           self.logquant_form)
+        if self.is_twin:
+            if self.export_mode:
+                raise CalibrationError("twin-uniform quantizers are simulation-only (TensorRT "
+                                       "has no twin-range INT8); export a -ptq4vit-deploy "
+                                       "recipe instead")
+            return twin_fake_quant(x, spec.kind, spec.bits, float(self.scale),
+                                   float(self.scale2))
+        if spec.shifted:
+            return self.shifted_codes(x) + self.shift()
         qmin = -128 if (self.export_mode and spec.narrow and spec.bits == 8) else spec.qmin
         if spec.axis is None:
             return torch.fake_quantize_per_tensor_affine(
                 x, self.scale, self.zero_point, qmin, spec.qmax)
         return torch.fake_quantize_per_channel_affine(
             x, self.scale, self.zero_point, spec.axis, qmin, spec.qmax)
+
+    def shifted_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Δ·q' with q' the symmetric (b-bit, zero point 0) code of x − c: what the exported
+        Sub → QuantizeLinear → DequantizeLinear computes."""
+        half = 2 ** (self.spec.bits - 1)
+        zero = torch.zeros((), dtype=torch.int32)
+        return torch.fake_quantize_per_tensor_affine(x - self.shift(), self.scale, zero,
+                                                     -half, half - 1)

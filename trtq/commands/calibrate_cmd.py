@@ -40,6 +40,37 @@ def format_big_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_search_report(report: dict) -> str:
+    """PTQ4ViT's search in a few lines: what it saw and how far from max-based ranges it went."""
+    layers = report["layers"]
+    opts = report["options"]
+    flat = [q for layer in layers for q in layer["quantizers"].values()]
+    metrics = sorted({q["metric"] for q in flat})
+    no_grad = [layer["layer"] for layer in layers if layer["no_gradient"]]
+    line = (f"search ({', '.join(metrics)}; {opts['candidates']} candidates in "
+            f"[{opts['alpha']}, {opts['beta']}]·Δ0, {opts['rounds']} rounds, {opts['rows']} "
+            f"rows/image): {len(flat)} quantizers in {len(layers)} layers on "
+            f"{report['samples']} samples")
+    if no_grad:
+        line += (f"; {len(no_grad)} layer(s) get no gradient and were scored by output MSE: "
+                 + ", ".join(no_grad[:3]) + (" ..." if len(no_grad) > 3 else ""))
+    return line
+
+
+def classifier_task(model, folder, limit: int, batch: int = 8):
+    """Calibration batches for an image classifier. The search's loss uses the FP model's top-1
+    as the label: a folder's class order need not match the model's."""
+    import numpy as np
+
+    from trtq.calib.tasks import ClassifierTask
+    from trtq.data.labelled_images import LabelledImages
+
+    items = list(LabelledImages(folder, limit=limit))
+    images = [model.preprocess.image(rgb) for _, rgb, _ in items]
+    return ClassifierTask(np.concatenate(images[i:i + batch])
+                          for i in range(0, len(images), batch))
+
+
 def run(args) -> int:
     from trtq import artifacts
     from trtq.bench.system import peak_rss_mib
@@ -55,14 +86,19 @@ def run(args) -> int:
     if not recipe.rules:
         raise TrtqError(f"recipe {recipe.name!r} has no quantizers: nothing to calibrate "
                         "(build its engine straight from the FP32 ONNX)")
-    samples = calibration_samples(args.calib_data, args.split, args.num_images,
-                                  allow_eval_split=args.allow_eval_split)
+    from trtq.models.classifiers import is_classifier
+
+    if not is_classifier(args.model):
+        samples = calibration_samples(args.calib_data, args.split, args.num_images,
+                                      allow_eval_split=args.allow_eval_split)
     out = Path(args.out)
     state_path = out / STATE_FILE
     artifacts.check_writable(state_path, args.force)
     artifacts.check_writable(artifacts.sidecar_path(state_path), args.force)
     provenance = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, provenance["checkpoint"])
+    if is_classifier(args.model):
+        samples = classifier_task(model, args.calib_data, args.num_images)
     log.info("calibrating %s with %s on %d images from %s", args.model, recipe.name,
              len(samples), args.calib_data)
     start = time.perf_counter()
@@ -77,10 +113,12 @@ def run(args) -> int:
         "model": args.model, "recipe": recipe.to_dict(), "recipe_sha256": recipe.sha256(),
         "deployable": recipe.deployable, "target": recipe.target,
         "calib_data": str(args.calib_data), "split": args.split, "images": len(samples),
-        "boxes": int(sum(len(s.boxes) for s in samples if s.boxes is not None)),
+        "boxes": (int(sum(len(s.boxes) for s in samples if s.boxes is not None))
+                  if isinstance(samples, list) else None),
         "quantizers_on": active, "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
         "big": getattr(model, "trtq_big_report", None),
         "logquant": logquant_params(model),
+        "search": getattr(model, "trtq_search_report", None),
     }
     inputs = {"checkpoint": provenance["checkpoint_sha256"]} if provenance["checkpoint"] else {}
     artifacts.write_sidecar(state_path, "quant_state", inputs, extra, force=True)
@@ -88,5 +126,7 @@ def run(args) -> int:
           f"{len(samples)} images, {seconds:.1f} s, peak RSS {extra['peak_rss_mib']:.0f} MiB")
     if extra["big"]:
         print(format_big_report(extra["big"]))
+    if extra["search"]:
+        print(format_search_report(extra["search"]))
     print(f"wrote {state_path}")
     return 0

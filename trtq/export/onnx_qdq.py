@@ -42,11 +42,16 @@ def export_mode(model, logquant: str = "onnx"):
     qs = [q for _, q in quantizers(model)]
     for q in qs:
         q.export_mode, q.logquant_form = True, check_form(logquant)
+    lowered = [m for m in model.modules() if hasattr(m, "prepare_export")]
+    for module in lowered:
+        module.prepare_export()
     try:
         yield
     finally:
         for q in qs:
             q.export_mode, q.logquant_form = False, "onnx"
+        for module in lowered:
+            module.export_bias = None
 
 
 def count_logquant(model: onnx.ModelProto) -> int:
@@ -60,6 +65,12 @@ def check_exportable(recipe) -> None:
     if recipe.bits - {8}:
         raise ArtifactError(f"recipe {recipe.name!r} uses {sorted(recipe.bits)}-bit quantizers: "
                             "it is simulation-only; ONNX Q/DQ export needs 8-bit recipes")
+    twins = sorted({r.spec.kind for r in recipe.rules if r.spec is not None
+                    and r.spec.kind.startswith("twin")})
+    if twins:
+        raise ArtifactError(f"recipe {recipe.name!r} has {', '.join(twins)} quantizers: twin "
+                            "ranges are simulation-only (TensorRT has no twin-range INT8); "
+                            "export its deployable subset, e.g. w8a8-ptq4vit-deploy")
 
 
 def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = False,

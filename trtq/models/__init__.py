@@ -6,7 +6,8 @@
     masks, iou = model.box_decoder()(emb, boxes)   # export boundary 2
 """
 
-from trtq.models import zoo as _zoo  # noqa: F401  (registers the models)
+from trtq.models import classifiers as _classifiers  # noqa: F401  (registers the models)
+from trtq.models import zoo as _zoo  # noqa: F401
 from trtq.models.registry import (
     ModelSpec,
     checkpoint_provenance,

@@ -1,10 +1,14 @@
-"""PTQ4SAM ablation on LiteMedSAM: FP32, and for each bit width baseline / +BIG / +AGQ / +BIG+AGQ,
-mask mIoU against ground truth and mean IoU against the FP32 masks (fake-quant, PyTorch, CPU).
+"""Recipe ablation on a SAM-family model: FP32, and for each bit width the baseline and each
+recipe variant (PTQ4SAM: +BIG / +AGQ / both; PTQ4ViT: +Hessian / +twin / both / deployable
+subset), mask mIoU against ground truth and mean IoU against the FP32 masks (fake-quant,
+PyTorch, CPU).
 
-    python bench/ptq4sam_ablation.py --data ../shared/datasets/busi --calib-split calib \\
+    python bench/ablation.py --data ../shared/datasets/busi --calib-split calib \\
         --val-split val --out results/ablation-busi.json
-    python bench/ptq4sam_ablation.py --model litemedsam-bimodal --bits 6 4 \\
+    python bench/ablation.py --model litemedsam-bimodal --bits 6 4 \\
         --variants "" flip center big --data ... --out results/ablation-bimodal.json
+    python bench/ablation.py --bits 8 6 --variants "" hessian twin ptq4vit ptq4vit-deploy \\
+        --data ... --out results/ptq4vit-busi.json
 
 Rows are calibrated on `--calib-images` images of the calibration split (its annotation boxes
 prompt the decoder) and evaluated on the first `--val-images` images of the evaluation split.
@@ -23,7 +27,9 @@ import time
 from pathlib import Path
 
 VARIANT_LABELS = {"": "baseline", "big": "+BIG", "agq": "+AGQ", "ptq4sam": "+BIG+AGQ",
-                  "flip": "+flip only", "center": "+centring only"}
+                  "flip": "+flip only", "center": "+centring only", "hessian": "+Hessian",
+                  "twin": "+twin", "ptq4vit": "+twin+Hessian",
+                  "ptq4vit-deploy": "+Hessian+shifted asym (deployable)"}
 
 
 def _samples(root: str, split: str, images: int):
@@ -89,6 +95,10 @@ def run(args) -> dict:
             from trtq.recipes import get_recipe
 
             recipe = _restrict(get_recipe(name), args.only, bits)
+            if args.rows and recipe.search is not None:
+                from dataclasses import replace
+
+                recipe = replace(recipe, search=replace(recipe.search, rows=args.rows))
             model = load_model(args.model)
             start = time.perf_counter()
             calibrate(model, recipe, calib)
@@ -96,7 +106,8 @@ def run(args) -> dict:
             summary, _ = _evaluate(model, val, reference)
             rows[name] = {"label": f"W{bits}A{bits} {VARIANT_LABELS[variant]}", "bits": bits,
                           "variant": variant, "calibration_seconds": calib_s, **summary,
-                          "big": getattr(model, "trtq_big_report", None)}
+                          "big": getattr(model, "trtq_big_report", None),
+                          "search": getattr(model, "trtq_search_report", None)}
             _save(out, data)
             print(f"{name}: mIoU {summary['miou']:.4f}, vs FP32 "
                   f"{summary['agreement_miou']:.4f} (calib {calib_s:.0f} s, eval "
@@ -133,6 +144,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", metavar="PATTERN",
                    help="quantize only the quantizers matching PATTERN (e.g. the token→image "
                    "K: 'mask_decoder.*token_to_image.qk_matmul.other_quantizer')")
+    p.add_argument("--rows", type=int, help="PTQ4ViT search: rows recorded per image and layer "
+                   "(the recipe's default is 256; fewer for CPU time)")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True, help="result JSON (resumable)")
     p.add_argument("--report", action="store_true", help="print the table of --out and exit")

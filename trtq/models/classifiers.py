@@ -1,0 +1,51 @@
+"""The registered ViT/DeiT classifiers: timm-format checkpoints from a user path (no downloads),
+and tiny random configurations for tests."""
+
+from __future__ import annotations
+
+from trtq.models.registry import register_model
+
+_DEIT = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "crop_pct": 0.875}
+_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
+CLASSIFIERS = {"vit_test", "deit_distilled_test"}  # the names below, for commands to dispatch
+
+
+def is_classifier(name: str) -> bool:
+    return name in CLASSIFIERS
+
+
+def _vit(**overrides):
+    from trtq.models.vit_classifier import VisionTransformer, ViTConfig
+
+    return VisionTransformer(ViTConfig(**overrides))
+
+
+def _register(name: str, size: str, deit: bool, distilled: bool = False) -> None:
+    dim, heads = _SIZES[size]
+    extra = _DEIT if deit else {}
+    summary = (f"{'DeiT' if deit else 'ViT'}-{size[0].upper()}/16 at 224"
+               f"{' (distilled)' if distilled else ''}: timm checkpoint via --checkpoint")
+    CLASSIFIERS.add(name)
+    register_model(name, summary)(
+        lambda: _vit(embed_dim=dim, num_heads=heads, distilled=distilled, **extra))
+
+
+_register("vit_small_patch16_224", "small", deit=False)
+_register("vit_base_patch16_224", "base", deit=False)
+_register("deit_tiny_patch16_224", "tiny", deit=True)
+_register("deit_small_patch16_224", "small", deit=True)
+_register("deit_base_patch16_224", "base", deit=True)
+_register("deit_base_distilled_patch16_224", "base", deit=True, distilled=True)
+
+
+@register_model("vit_test", "test config: ViT with random weights (32 px, patch 8, dim 48, "
+                "depth 2, 10 classes)", needs_checkpoint=False)
+def vit_test():
+    return _vit(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=10)
+
+
+@register_model("deit_distilled_test", "test config: distilled DeiT with random weights",
+                needs_checkpoint=False)
+def deit_distilled_test():
+    return _vit(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=10,
+                distilled=True, **_DEIT)
