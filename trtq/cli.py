@@ -84,7 +84,13 @@ def _add_classify(sub) -> None:
                        description="Top-1/top-5 accuracy of a ViT/DeiT classifier on a folder "
                        "of class sub-folders, or top-1 agreement with a reference run on any "
                        "image folder; float or a calibrated (fake-quantized) model.")
-    _model_args(p)
+    p.add_argument("--model", required=True,
+                   help="vit_small_patch16_224, vit_base_patch16_224, deit_tiny_patch16_224, "
+                   "deit_small_patch16_224, deit_base_patch16_224, "
+                   "deit_base_distilled_patch16_224 (these need --checkpoint), or the test "
+                   "configs vit_test, deit_distilled_test")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="timm state dict (.pth/.bin; DeiT's {'model': ...} wrapper too)")
     p.add_argument("--images", required=True, metavar="DIR",
                    help="DIR/<class>/<image> (labelled) or a flat folder of images")
     p.add_argument("--classes", metavar="FILE",
@@ -94,6 +100,8 @@ def _add_classify(sub) -> None:
     p.add_argument("--reference", metavar="FILE.json",
                    help="an earlier classify result: report top-1 agreement with it")
     p.add_argument("--limit", type=POSITIVE, metavar="N", help="the first N images only")
+    p.add_argument("--batch-size", type=POSITIVE, default=8, metavar="N",
+                   help="images per forward pass (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="FILE.json", help="result JSON")
     _force_arg(p)
 

@@ -9,35 +9,49 @@ from trtq.errors import TrtqError
 log = logging.getLogger("trtq.eval")
 
 
+def load_classifier(args):
+    """The model (calibrated when --calibrated is given) and its provenance record."""
+    from trtq.models import checkpoint_provenance, load_model
+
+    record = checkpoint_provenance(args.model, args.checkpoint)
+    model = load_model(args.model, record["checkpoint"])
+    if args.calibrated:
+        from trtq.calib.state_dir import load_calibrated
+
+        recipe, calib = load_calibrated(model, args.model, args.calibrated, target=None)
+        record |= {"calibrated": str(args.calibrated), "recipe": recipe.name,
+                   "recipe_sha256": recipe.sha256(), "target": recipe.target,
+                   "quant_state_sha256": calib.get("sha256")}
+    return model, record
+
+
 def run(args) -> int:
     from trtq import artifacts
     from trtq.commands._common import read_json
     from trtq.data.labelled_images import LabelledImages
-    from trtq.eval.classify import evaluate_classifier
-    from trtq.models import checkpoint_provenance, load_model
+    from trtq.eval.classify import evaluate_classifier, format_table
+    from trtq.models import get_spec
+    from trtq.models.classifiers import CLASSIFIERS, is_classifier
+    from trtq.progress import progress
 
+    get_spec(args.model)  # an unknown name fails here, listing the choices
+    if not is_classifier(args.model):
+        raise TrtqError(f"{args.model} is not an image classifier (use `trtq eval` for SAM "
+                        f"models); choose one of: {', '.join(sorted(CLASSIFIERS))}")
     artifacts.check_writable(args.out, args.force)
-    reference = read_json(args.reference, "reference")["predictions"] if args.reference else None
+    reference = read_json(args.reference, "reference") if args.reference else None
     dataset = LabelledImages(args.images, args.classes, args.limit)
-    record = checkpoint_provenance(args.model, args.checkpoint)
-    model = load_model(args.model, record["checkpoint"])
-    if not hasattr(model, "preprocess") or hasattr(model, "image_encoder"):
-        raise TrtqError(f"{args.model} is not an image classifier; use `trtq eval` for SAM")
-    if args.calibrated:
-        from trtq.calib.state_dir import load_calibrated
-
-        recipe, _ = load_calibrated(model, args.model, args.calibrated)
-        record |= {"calibrated": str(args.calibrated), "recipe": recipe.name}
-    result = evaluate_classifier(model, dataset, reference)
+    model, record = load_classifier(args)
+    log.info("classifying %d images from %s with %s", len(dataset), args.images, args.model)
+    result = evaluate_classifier(model, dataset, reference, args.batch_size,
+                                 progress=lambda items: progress(items, args.progress,
+                                                                 len(dataset), "classify"))
     record |= {**result, "images_dir": str(args.images), "labelled": dataset.labelled,
+               "classes_file": str(args.classes) if args.classes else None, "limit": args.limit,
                "reference": str(args.reference) if args.reference else None,
                "versions": artifacts.package_versions()}
     artifacts.write_json(args.out, record, force=args.force)
-
-    def pct(v):
-        return "—" if v is None else f"{100 * v:.2f} %"
-
-    print(f"| model | images | top-1 | top-5 | agreement |\n|---|---:|---:|---:|---:|\n"
-          f"| {args.model}{' (calibrated)' if args.calibrated else ''} | {result['images']} | "
-          f"{pct(result['top1'])} | {pct(result['top5'])} | {pct(result['agreement'])} |")
+    label = f"{args.model}{' (' + record['recipe'] + ')' if args.calibrated else ''}"
+    print(format_table([(label, result)]))
+    log.info("wrote %s", args.out)
     return 0

@@ -169,7 +169,10 @@ def load_strict(module, state: dict, model_name: str, path: str | os.PathLike) -
         for label, keys in (("missing", missing), ("unexpected", unexpected),
                             ("wrong shape", mismatched)):
             if keys:
-                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+                k = keys[0]
+                shapes = (f": {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the "
+                          "model" if label == "wrong shape" else "")
+                parts.append(f"{len(keys)} {label} (e.g. {k}{shapes})")
         raise CheckpointError(
             f"{path} does not fit model {model_name!r}: {', '.join(parts)}; "
             "pick the --model that this checkpoint was trained as"

@@ -4,25 +4,25 @@ Checkpoints saved by timm for `vit_*_patch16_224` and `deit_*_patch16_224` (and 
 DeiTs) load strictly from a user path: `cls_token`, `dist_token`, `pos_embed`,
 `patch_embed.proj.*`, `blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*`,
 `norm.*`, `head.*`, `head_dist.*`. The two attention products are `MatMul` modules
-(`attn.qk_matmul`, `attn.av_matmul`) so calibration can quantize their operands.
+(`attn.qk_matmul`, `attn.av_matmul`) so calibration can quantize their operands. The model's
+input pipeline is `model.preprocess` (a `ClassifierPreprocess` built from the config).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
+from trtq.models.classifier_preprocess import ClassifierPreprocess
 from trtq.models.layers import MatMul
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class ViTConfig:
+    """Architecture and preprocessing of one ViT/DeiT (defaults: ViT-B/16 augreg at 224)."""
+
     img_size: int = 224
     patch_size: int = 16
     embed_dim: int = 768
@@ -35,29 +35,24 @@ class ViTConfig:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     crop_pct: float = 0.9
+    interpolation: str = "bicubic"
 
+    def __post_init__(self) -> None:
+        if min(self.patch_size, self.depth, self.num_heads, self.num_classes) < 1:
+            raise ValueError("patch_size, depth, num_heads and num_classes must be >= 1")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size "
+                             f"{self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads "
+                             f"{self.num_heads}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        self.preprocess()  # validates the preprocessing fields
 
-class ClassifierPreprocess:
-    """Resize the shorter side to img_size / crop_pct (bicubic), centre-crop, normalize."""
-
-    def __init__(self, cfg: ViTConfig) -> None:
-        self.size, self.crop_pct = cfg.img_size, cfg.crop_pct
-        self.mean = np.asarray(cfg.mean, np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(cfg.std, np.float32).reshape(3, 1, 1)
-
-    def image(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 → (1, 3, size, size) float32."""
-        from PIL import Image
-
-        h, w = rgb.shape[:2]
-        short = int(self.size / self.crop_pct)
-        scale = short / min(h, w)
-        nh, nw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
-        resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BICUBIC))
-        top, left = (nh - self.size) // 2, (nw - self.size) // 2
-        crop = resized[top:top + self.size, left:left + self.size]
-        x = crop.astype(np.float32).transpose(2, 0, 1) / 255.0
-        return ((x - self.mean) / self.std)[None].astype(np.float32)
+    def preprocess(self) -> ClassifierPreprocess:
+        return ClassifierPreprocess(self.img_size, self.mean, self.std, self.crop_pct,
+                                    self.interpolation)
 
 
 class Attention(nn.Module):
@@ -129,7 +124,7 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(d, cfg.num_classes)
         if cfg.distilled:
             self.head_dist = nn.Linear(d, cfg.num_classes)
-        self.preprocess = ClassifierPreprocess(cfg)
+        self.preprocess = cfg.preprocess()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
