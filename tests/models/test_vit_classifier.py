@@ -15,22 +15,6 @@ from trtq.errors import CheckpointError
 from trtq.models import load_model
 
 
-def _timm_keys(depth: int, distilled: bool) -> set[str]:
-    keys = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
-            "norm.weight", "norm.bias", "head.weight", "head.bias"}
-    if distilled:
-        keys |= {"dist_token", "head_dist.weight", "head_dist.bias"}
-    for i in range(depth):
-        for part in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"):
-            keys |= {f"blocks.{i}.{part}.weight", f"blocks.{i}.{part}.bias"}
-    return keys
-
-
-@pytest.mark.parametrize("name, distilled", [("vit_test", False), ("deit_distilled_test", True)])
-def test_state_dict_keys_are_timms(name, distilled):
-    assert set(load_model(name).state_dict()) == _timm_keys(2, distilled)
-
-
 def _reference_forward(sd: dict, x: torch.Tensor, heads: int, patch: int, distilled: bool):
     """The ViT forward written out with torch functionals and scaled_dot_product_attention."""
     t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=patch)
