@@ -20,24 +20,6 @@ import time
 from pathlib import Path
 
 
-def self_kl_task(samples):
-    import torch
-    import torch.nn.functional as F
-
-    from trtq.calib.calibrate import run_sample
-    from trtq.calib.tasks import SamTask
-
-    class SelfKl(SamTask):
-        def losses(self, model, progress=None):
-            for sample in self.samples:
-                logits = run_sample(model, sample)[0]
-                p = torch.sigmoid(logits.detach())
-                yield (p * (torch.log(p) - F.logsigmoid(logits))
-                       + (1 - p) * (torch.log1p(-p) - F.logsigmoid(-logits))).mean()
-
-    return SelfKl(samples)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="litemedsam")
@@ -56,7 +38,7 @@ def main(argv=None) -> int:
     from trtq.calib.capture import Recorder
     from trtq.calib.modules import quantizers
     from trtq.calib.search import search_layer
-    from trtq.calib.tasks import SamTask
+    from trtq.calib.tasks import SamTask, self_kl_loss
     from trtq.data.calibration import calibration_samples
     from trtq.models import load_model
     from trtq.recipes import SearchOptions, get_recipe
@@ -70,7 +52,7 @@ def main(argv=None) -> int:
     records = Recorder(model, owners, args.rows)
     records.run(SamTask(samples))
     kl = Recorder(model, owners, args.rows)
-    kl.run(self_kl_task(samples))
+    kl.run(SamTask(samples, self_kl_loss))
     record_s = time.perf_counter() - start
     modules = dict(model.named_modules())
     layers, differ, total = [], 0, 0

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from trtq.calib import calibrate, load_quant_state, save_quant_state
 from trtq.calib.calibrate import quantize, run_sample
 from trtq.calib.capture import Recorder
 from trtq.calib.modules import quantizers
 from trtq.calib.search import candidates, search_layer
-from trtq.calib.tasks import SamTask
+from trtq.calib.tasks import SamTask, mask_loss, self_kl_loss
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
 from trtq.recipes import QuantizerSpec, SearchOptions, get_recipe
@@ -28,29 +27,17 @@ def samples(busi):
     return calibration_samples(busi, "calib", 2)
 
 
-class SelfKlTask(SamTask):
-    """The reference code's loss: KL(p_FP ‖ p_model) of the model against itself."""
-
-    def losses(self, model, progress=None):
-        for sample in self.samples:
-            logits = run_sample(model, sample)[0]
-            p = torch.sigmoid(logits.detach())
-            log_q = F.logsigmoid(logits)
-            log_not_q = F.logsigmoid(-logits)
-            yield (p * (torch.log(p) - log_q) + (1 - p) * (torch.log1p(-p) - log_not_q)).mean()
-
-
-def _record(samples, task_type=SamTask, recipe="w8a8-hessian", rows=128):
+def _record(samples, loss=mask_loss, recipe="w8a8-hessian", rows=128):
     model = load_model("tiny_litemedsam")
     quantize(model, get_recipe(recipe))
     recorder = Recorder(model, LAYERS, rows)
-    assert recorder.run(task_type(samples)) == 2
+    assert recorder.run(SamTask(samples, loss)) == 2
     return model, recorder.records
 
 
 def test_mask_loss_gradients_are_real_and_self_kl_gradients_are_not(samples):
     _, ours = _record(samples)
-    _, kl = _record(samples, SelfKlTask)
+    _, kl = _record(samples, self_kl_loss)
     for name in LAYERS:
         x, _, g = ours[name].tensors()
         _, _, g_kl = kl[name].tensors()

@@ -155,11 +155,12 @@ def _argmin(errors, per_channel: bool):
     return stacked.argmin(0) if per_channel else int(stacked.argmin())
 
 
-def _search_slot(slot: Slot, output_of, reference: torch.Tensor, weight: torch.Tensor) -> None:
-    """Pick `slot`'s candidate minimising Σ weight·(O − Ô)², the other slots held fixed."""
+def _search_slot(slot: Slot, output, reference: torch.Tensor, weight: torch.Tensor) -> None:
+    """Pick `slot`'s candidate minimising Σ weight·(O − Ô)²; `output(value)` is the layer's
+    output with `slot` quantized to `value` and the other operand held fixed."""
     errors = []
     for i in range(len(slot.cands)):
-        diff = (reference - output_of(slot, i)).pow(2).mul_(weight)
+        diff = (reference - output(slot.value(i))).pow(2).mul_(weight)
         errors.append(diff.reshape(-1, diff.shape[-1]).sum(0) if slot.per_channel
                       else diff.sum())
     slot.choice = _argmin(errors, slot.per_channel)
@@ -194,28 +195,26 @@ def search_layer(name: str, module: nn.Module, record: LayerRecord, options: Sea
     if record.kind == "matmul":
         slots = [Slot(f"{name}.input_quantizer", module.input_quantizer, x),
                  Slot(f"{name}.other_quantizer", module.other_quantizer, other.float())]
-        reference = torch.matmul(x, other.float())
 
-        def output_of(slot: Slot, index: int) -> torch.Tensor:
-            a = slot.value(index) if slot is slots[0] else slots[0].value()
-            b = slot.value(index) if slot is slots[1] else slots[1].value()
-            return torch.matmul(a, b)
+        def product(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+            return torch.matmul(first, second)
     else:
         w = module.quant_weight().detach().float()
-        w = w.reshape(w.shape[0], -1)
-        slots = [Slot(f"{name}.weight_quantizer", module.weight_quantizer, w),
-                 Slot(f"{name}.input_quantizer", module.input_quantizer, x)]
-        reference = gemm(x, w, record.groups)
-        cache: dict[str, torch.Tensor] = {}
+        slots = [Slot(f"{name}.input_quantizer", module.input_quantizer, x),
+                 Slot(f"{name}.weight_quantizer", module.weight_quantizer,
+                      w.reshape(w.shape[0], -1))]
 
-        def output_of(slot: Slot, index: int) -> torch.Tensor:
-            held = slots[1] if slot is slots[0] else slots[0]
-            if held.name not in cache:
-                cache.clear()
-                cache[held.name] = held.value()
-            xs, ws = (cache[held.name], slot.value(index)) if slot is slots[0] else \
-                (slot.value(index), cache[held.name])
-            return gemm(xs, ws, record.groups)
+        def product(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+            return gemm(first, second, record.groups)
+    reference = product(slots[0].data, slots[1].data)
+
+    def output_with(slot: Slot):
+        """Ô as a function of `slot`'s quantized value, the other operand quantized once."""
+        if slot is slots[0]:
+            held = slots[1].value()
+            return lambda value: product(value, held)
+        held = slots[0].value()
+        return lambda value: product(held, value)
 
     no_gradient = not bool(grad.abs().max() > 0)
     for slot in slots:
@@ -226,16 +225,15 @@ def search_layer(name: str, module: nn.Module, record: LayerRecord, options: Sea
                 slot.metric = "output_mse"  # the output never reaches the loss
             slot.cands = candidates(spec, slot.data, options)
             slot.initial()
-    searched = [s for s in slots if s.cands is not None]
+    # the weight is searched before the input (and operand A before B), as in PTQ4ViT
+    searched = [s for s in (slots[::-1] if record.kind == "gemm" else slots)
+                if s.cands is not None]
     weights = {"hessian": grad.pow(2), "output_mse": torch.ones(())}
     rounds = options.rounds if len(searched) > 1 else 1
     for _ in range(rounds):
         for slot in searched:
-            if record.kind == "gemm":
-                cache.clear()
-            _search_slot(slot, output_of, reference, weights[slot.metric])
-    with torch.no_grad():
-        err = float((reference - output_of(searched[0], searched[0].choice)).pow(2).mean())
+            _search_slot(slot, output_with(slot), reference, weights[slot.metric])
+    err = float((reference - product(slots[0].value(), slots[1].value())).pow(2).mean())
     return {"layer": name, "kind": record.kind, "rows": int(reference.reshape(
                 -1, reference.shape[-1]).shape[0]),
             "grad_mean_abs": float(grad.abs().mean()),

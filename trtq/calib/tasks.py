@@ -31,11 +31,20 @@ def mask_loss(logits: torch.Tensor) -> torch.Tensor:
     return bce + dice.mean()
 
 
+def self_kl_loss(logits: torch.Tensor) -> torch.Tensor:
+    """The reference code's loss, for comparison only: the per-pixel Bernoulli KL(p_FP ‖ p) of
+    the mask logits against themselves detached. Its gradient is zero in exact arithmetic."""
+    p = torch.sigmoid(logits.detach())
+    return (p * (torch.log(p) - F.logsigmoid(logits))
+            + (1 - p) * (torch.log1p(-p) - F.logsigmoid(-logits))).mean()
+
+
 class SamTask:
     """Box-prompted SAM calibration on `CalibSample`s (image + annotation boxes)."""
 
-    def __init__(self, samples: Iterable) -> None:
+    def __init__(self, samples: Iterable, loss: Callable = mask_loss) -> None:
         self.samples = list(samples)
+        self.loss = loss
 
     def forward_loop(self, progress: Callable | None = None) -> Callable[[nn.Module], int]:
         from trtq.calib.calibrate import sam_forward_loop
@@ -52,7 +61,7 @@ class SamTask:
         for sample in progress(self.samples) if progress else self.samples:
             out = run_sample(model, sample)
             if out is not None:  # no boxes: the decoder, hence the loss, is not run
-                yield mask_loss(out[0])
+                yield self.loss(out[0])
 
 
 class ClassifierTask:
