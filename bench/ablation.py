@@ -133,7 +133,7 @@ def report(data: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="litemedsam")
-    p.add_argument("--data", required=True, help="COCO-format dataset root")
+    p.add_argument("--data", help="COCO-format dataset root (required unless --report)")
     p.add_argument("--calib-split", default="calib")
     p.add_argument("--val-split", default="val")
     p.add_argument("--calib-images", type=int, default=16)
@@ -153,6 +153,8 @@ def main(argv=None) -> int:
     if args.report:
         print(report(json.loads(Path(args.out).read_text())))
         return 0
+    if not args.data:
+        p.error("--data is required to run the ablation")
     print(report(run(args)))
     return 0
 
