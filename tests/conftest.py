@@ -174,3 +174,21 @@ def tiny_ptq4vit_deploy_qdq(tiny_ptq4vit_deploy, tmp_path_factory) -> Path:
     """Its TensorRT-target Q/DQ export."""
     return export_into("tiny_litemedsam", tiny_ptq4vit_deploy,
                        tmp_path_factory.mktemp("tiny_p4v_qdq"))
+
+
+@pytest.fixture(scope="session")  # session: skip before the session-scoped exports run
+def trt():
+    """Real TensorRT where it can create a Builder (GPU), else TensorRT-RTX (builds ahead of
+    time on the CPU); the test is skipped with the reason when neither can."""
+    from trtq.engines.tensorrt_api import import_tensorrt, shared_logger
+    from trtq.errors import BackendError
+
+    try:
+        module = import_tensorrt()
+    except BackendError as exc:
+        pytest.skip(str(exc))
+    try:
+        module.Builder(shared_logger(module))
+    except (TypeError, RuntimeError) as exc:  # real TensorRT on a machine without a GPU
+        pytest.skip(f"{module.__name__} cannot create a Builder here: {exc}")
+    return module

@@ -21,7 +21,6 @@ MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit
               "or a tiny_* test config (default: %(default)s)")
 
 _LATER = {
-    "build": "build a TensorRT engine from ONNX (coming with the TensorRT engine builder)",
     "deploy": "push, build and benchmark on a Jetson over SSH (coming with Jetson deployment)",
 }
 
@@ -173,6 +172,39 @@ def _add_export(sub) -> None:
     _force_arg(p)
 
 
+def _add_build(sub) -> None:
+    p = sub.add_parser("build", help="build TensorRT engines from ONNX (INT8 or FP16)",
+                       description="Build a TensorRT engine (TensorRT 8.5-11 on the target GPU, "
+                       "or TensorRT-RTX ahead of time without a GPU) with a sidecar recording "
+                       "the TensorRT version, device and flags. --print-trtexec prints the "
+                       "equivalent trtexec command instead of building.")
+    p.add_argument("--onnx", required=True, metavar="FILE|DIR",
+                   help="an ONNX file, or a `trtq export` folder (builds encoder and decoder)")
+    p.add_argument("--out", required=True, metavar="FILE.engine|DIR",
+                   help="engine file, or a folder (DIR/<part>.<precision>.engine)")
+    p.add_argument("--precision", choices=("int8", "fp16", "fp32"),
+                   help="int8 for a Q/DQ export, fp16 for the FP32 export (default: int8 when "
+                   "the ONNX has Q/DQ nodes, else fp16)")
+    p.add_argument("--workspace", type=POSITIVE, metavar="MIB",
+                   help="builder workspace limit in MiB (lower it on small Jetsons)")
+    p.add_argument("--dla", type=NON_NEGATIVE, metavar="N",
+                   help="build for DLA core N with GPU fallback (AGX Orin / Orin NX)")
+    p.add_argument("--timing-cache", metavar="FILE",
+                   help="timing cache to read and update (faster rebuilds)")
+    p.add_argument("--plugins", nargs="+", metavar="LIB.so", help="plugin libraries to load")
+    p.add_argument("--shapes", nargs="+", metavar="NAME:MIN:OPT:MAX",
+                   help="profile of a dynamic input, e.g. boxes:1x4:1x4:16x4 (default 1..16)")
+    p.add_argument("--strongly-typed", action="store_true",
+                   help="strongly typed network on TensorRT 9.1-10.x (always on 11 and RTX)")
+    p.add_argument("--print-trtexec", action="store_true",
+                   help="print the equivalent trtexec command line and build nothing")
+    p.add_argument("--trt-version", metavar="X.Y",
+                   help="with --print-trtexec: the target release (8.5, 8.6, 10.3, 11.4 ...)")
+    p.add_argument("--engine-info", action="store_true",
+                   help="print layer precisions (engine inspector on a GPU; else the network's)")
+    _force_arg(p)
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="latency of an ONNX model in onnxruntime",
                        description="Latency and throughput of an ONNX model in onnxruntime "
@@ -227,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_classify(sub)
     _add_export(sub)
+    _add_build(sub)
     _add_inspect(sub)
     _add_bench(sub)
     _add_run(sub)

@@ -8,65 +8,17 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from trtq.engines.tensorrt_api import (
     build_serialized,
     import_tensorrt,
     network_layers,
     parse_onnx,
-    shared_logger,
     summarize_layers,
 )
 from trtq.errors import BackendError
-
-
-@pytest.fixture(scope="session")  # session: skip before the session-scoped exports run
-def trt():
-    try:
-        module = import_tensorrt()
-    except BackendError as exc:
-        pytest.skip(str(exc))
-    try:
-        module.Builder(shared_logger(module))
-    except (TypeError, RuntimeError) as exc:  # real TensorRT on a machine without a GPU
-        pytest.skip(f"{module.__name__} cannot create a Builder here: {exc}")
-    return module
-
-
-def _qdq_conv(path, activation_zero_point: int = 0):
-    """x -> Q/DQ (per-tensor, int8) -> Conv with Q/DQ weights (per-channel, axis 0) -> y."""
-    rng = np.random.default_rng(0)
-    weight = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
-    weight_scale = (np.abs(weight).reshape(8, -1).max(1) / 127).astype(np.float32)
-    initializers = [
-        numpy_helper.from_array(weight, "w"),
-        numpy_helper.from_array(weight_scale, "w_scale"),
-        numpy_helper.from_array(np.zeros(8, np.int8), "w_zero_point"),
-        numpy_helper.from_array(np.array(0.05, np.float32), "x_scale"),
-        numpy_helper.from_array(np.array(activation_zero_point, np.int8), "x_zero_point"),
-        numpy_helper.from_array(np.zeros(8, np.float32), "b"),
-    ]
-    nodes = [
-        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero_point"], ["xq"], name="x_q"),
-        helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero_point"], ["xd"],
-                         name="x_dq"),
-        helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zero_point"], ["wq"], name="w_q",
-                         axis=0),
-        helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zero_point"], ["wd"],
-                         name="w_dq", axis=0),
-        helper.make_node("Conv", ["xd", "wd", "b"], ["y"], name="conv", pads=[1, 1, 1, 1]),
-    ]
-    graph = helper.make_graph(
-        nodes, "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def test_missing_modules_say_what_to_install(monkeypatch):
@@ -104,8 +56,8 @@ def test_dynamic_boxes_take_the_given_profile(trt, tiny_onnx):
         build_serialized(parsed, shapes={"box": [(1, 4)] * 3})
 
 
-def test_qdq_conv_parses_builds_and_counts_qdq_layers(trt, tmp_path):
-    parsed = parse_onnx(_qdq_conv(tmp_path / "qdq.onnx"), trt)
+def test_qdq_conv_parses_builds_and_counts_qdq_layers(trt, tmp_path, qdq_conv):
+    parsed = parse_onnx(qdq_conv(tmp_path / "qdq.onnx"), trt)
     layers = {layer.name: layer for layer in network_layers(parsed)}
     summary = summarize_layers(parsed)
     assert summary["QUANTIZE"] == 2 and summary["DEQUANTIZE"] == 2
@@ -115,8 +67,8 @@ def test_qdq_conv_parses_builds_and_counts_qdq_layers(trt, tmp_path):
     assert len(build_serialized(parsed, precision="int8")) > 10_000
 
 
-def test_non_zero_zero_point_is_refused(trt, tmp_path):
-    path = _qdq_conv(tmp_path / "asymmetric.onnx", activation_zero_point=3)
+def test_non_zero_zero_point_is_refused(trt, tmp_path, qdq_conv):
+    path = qdq_conv(tmp_path / "asymmetric.onnx", activation_zero_point=3)
     with pytest.raises(BackendError) as info:
         parse_onnx(path, trt)
     message = str(info.value)
@@ -124,11 +76,11 @@ def test_non_zero_zero_point_is_refused(trt, tmp_path):
     assert "zero point" in message.lower() and "shiftIsAllZeros" in message
 
 
-def test_unknown_precision_and_missing_file_are_refused(trt, tmp_path):
+def test_unknown_precision_and_missing_file_are_refused(trt, tmp_path, qdq_conv):
     from trtq.errors import ArtifactError
 
     with pytest.raises(BackendError, match="precision 'int4'"):
-        build_serialized(_qdq_conv(tmp_path / "qdq.onnx"), precision="int4", trt=trt)
+        build_serialized(qdq_conv(tmp_path / "qdq.onnx"), precision="int4", trt=trt)
     with pytest.raises(ArtifactError, match="trtq export"):
         parse_onnx(tmp_path / "absent.onnx", trt)
 

@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from trtq.engines.plugin_libs import (
+    MISSING_PLUGIN_HINT,
+    load_plugin_libraries,
+    mentions_missing_plugin,
+)
+from trtq.engines.shapes import DEFAULT_DYNAMIC_RANGE, resolve_profile
+from trtq.engines.versions import module_version
 from trtq.errors import ArtifactError, BackendError
 
 log = logging.getLogger("trtq.engines")
@@ -28,8 +35,8 @@ _INSTALL_HINT = ("pip install tensorrt on a machine with an NVIDIA GPU (on Jetso
                  "python3-libnvinfer), or pip install tensorrt-rtx-cu13-libs "
                  "tensorrt-rtx-cu13-bindings for parse/build checks without a GPU")
 PRECISIONS = ("fp32", "fp16", "int8")
-# Range given to a dynamic input dimension that `shapes` does not cover: (min, opt, max).
-DEFAULT_DYNAMIC_RANGE = (1, 1, 16)
+__all__ = ["DEFAULT_DYNAMIC_RANGE", "PRECISIONS", "build_serialized", "import_tensorrt",
+           "network_layers", "parse_onnx", "shared_logger", "summarize_layers"]
 # Errors are kept and raised in a BackendError by the caller, so they are only logged at DEBUG.
 _LOGGING_LEVELS = {"INTERNAL_ERROR": logging.ERROR, "ERROR": logging.DEBUG,
                    "WARNING": logging.WARNING, "INFO": logging.DEBUG}
@@ -117,22 +124,22 @@ class LayerInfo(NamedTuple):
 
 
 def network_flags(trt, strongly_typed: bool | None = None) -> int:
-    """`create_network` flags: 0 on TensorRT-RTX (always strongly typed) and weakly typed
-    TensorRT 10; EXPLICIT_BATCH on 8.x/9.x; STRONGLY_TYPED when asked or on TensorRT 11+."""
-    kinds = trt.NetworkDefinitionCreationFlag
-    if flavour_of(trt) == "tensorrt_rtx":
-        if strongly_typed is False:
-            raise BackendError("TensorRT-RTX networks are always strongly typed; "
-                               "leave strongly_typed unset")
+    """`create_network` flags: EXPLICIT_BATCH on 8.x/9.x, STRONGLY_TYPED when asked (9.1+) and
+    always on TensorRT 11+; TensorRT-RTX networks are strongly typed with no flag at all."""
+    version = module_version(trt)
+    if strongly_typed is False and version.always_strongly_typed:
+        raise BackendError(f"{version.label} networks are always strongly typed (no weak "
+                           "typing, no FP16/INT8 builder flags); leave strongly_typed unset")
+    if version.rtx:
         return 0
-    major = int(trt.__version__.split(".")[0])
-    flags = 1 << int(kinds.EXPLICIT_BATCH) if major < 10 else 0
+    kinds = trt.NetworkDefinitionCreationFlag
+    flags = 1 << int(kinds.EXPLICIT_BATCH) if version.needs_explicit_batch_flag else 0
     if strongly_typed is None:
-        strongly_typed = major >= 11
+        strongly_typed = version.always_strongly_typed
     if strongly_typed:
-        if not hasattr(kinds, "STRONGLY_TYPED"):
-            raise BackendError(f"TensorRT {trt.__version__} has no strongly typed networks "
-                               "(needs 9.1+); leave strongly_typed unset")
+        if not version.has_strongly_typed or not hasattr(kinds, "STRONGLY_TYPED"):
+            raise BackendError(f"{version.label} has no strongly typed networks (needs 9.1+); "
+                               "leave strongly_typed unset")
         flags |= 1 << int(kinds.STRONGLY_TYPED)
     return flags
 
@@ -148,9 +155,11 @@ def _parser_error(error) -> str:
     return f"[{', '.join(where) or 'model'}] {error.desc()}"
 
 
-def parse_onnx(path: str | os.PathLike, trt=None, *,
-               strongly_typed: bool | None = None) -> ParsedNetwork:
-    """Parse an ONNX file into a TensorRT network; every parser error is in the BackendError."""
+def parse_onnx(path: str | os.PathLike, trt=None, *, strongly_typed: bool | None = None,
+               plugins: Sequence[str | os.PathLike] = ()) -> ParsedNetwork:
+    """Parse an ONNX file into a TensorRT network; every parser error is in the BackendError.
+
+    `plugins` are plugin libraries (.so) loaded into the registry before parsing."""
     trt = trt or import_tensorrt()
     path = Path(path)
     if not path.is_file():
@@ -160,6 +169,7 @@ def parse_onnx(path: str | os.PathLike, trt=None, *,
     start = len(logger.messages)
     if flavour == "tensorrt" and hasattr(trt, "init_libnvinfer_plugins"):
         trt.init_libnvinfer_plugins(logger, "")
+    load_plugin_libraries(trt, plugins)
     try:
         builder = trt.Builder(logger)
     except (TypeError, RuntimeError) as exc:  # pybind11 reports a null Builder as TypeError
@@ -171,8 +181,10 @@ def parse_onnx(path: str | os.PathLike, trt=None, *,
     if not parser.parse_from_file(str(path)):
         errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
         listing = "\n  ".join(errors or logger.errors(start) or ["(no error reported)"])
+        fix = (MISSING_PLUGIN_HINT if mentions_missing_plugin(listing)
+               else "change or remove these nodes")
         raise BackendError(f"{flavour} {version} cannot parse {path} ({len(errors)} parser "
-                           f"error(s)); change or remove these nodes:\n  {listing}")
+                           f"error(s)); {fix}:\n  {listing}")
     return ParsedNetwork(builder, network, parser, logger, trt, flavour, version, path)
 
 
@@ -199,60 +211,30 @@ def summarize_layers(layers: ParsedNetwork | Sequence[LayerInfo]) -> dict[str, i
     return summary
 
 
-def _profile(parsed: ParsedNetwork, shapes: Mapping[str, Sequence[Sequence[int]]]):
-    """An optimization profile for dynamic inputs, or None when every input is static."""
-    inputs = [parsed.network.get_input(i) for i in range(parsed.network.num_inputs)]
-    unknown = sorted(set(shapes) - {t.name for t in inputs})
-    if unknown:
-        raise BackendError(f"shapes names {unknown}, which are not inputs of {parsed.path} "
-                           f"(inputs: {[t.name for t in inputs]})")
-    dynamic = [t for t in inputs if -1 in tuple(t.shape)]
-    if not dynamic:
-        return None
-    profile = parsed.builder.create_optimization_profile()
-    for tensor in dynamic:
-        dims = tuple(tensor.shape)
-        default = [tuple(r if d == -1 else d for d in dims) for r in DEFAULT_DYNAMIC_RANGE]
-        low, opt, high = (tuple(s) for s in shapes.get(tensor.name, default))
-        profile.set_shape(tensor.name, low, opt, high)
-        log.debug("profile %s: min %s opt %s max %s", tensor.name, low, opt, high)
-    return profile
-
-
-def _apply_precision(parsed: ParsedNetwork, config, precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise BackendError(f"precision {precision!r} is not one of {PRECISIONS}")
-    if precision == "fp32":
-        return
-    if parsed.strongly_typed:
-        # TensorRT-RTX and TensorRT 11 take precision from the ONNX types (Q/DQ, casts).
-        log.info("%s: strongly typed network, precision %s ignored (types come from the ONNX)",
-                 parsed.path.name, precision)
-        return
-    flags = ("FP16",) if precision == "fp16" else ("INT8", "FP16")
-    for flag in flags:
-        config.set_flag(getattr(parsed.trt.BuilderFlag, flag))
+def network_inputs(parsed: ParsedNetwork) -> dict[str, tuple[int, ...]]:
+    """Input name → dimensions (-1 where dynamic) of a parsed network."""
+    tensors = [parsed.network.get_input(i) for i in range(parsed.network.num_inputs)]
+    return {t.name: tuple(t.shape) for t in tensors}
 
 
 def build_serialized(source: str | os.PathLike | ParsedNetwork, *, precision: str = "fp32",
                      workspace_mib: int | None = None,
                      shapes: Mapping[str, Sequence[Sequence[int]]] | None = None,
                      trt=None) -> bytes:
-    """Build a serialized engine (TensorRT) or plan (TensorRT-RTX, ahead of time on the CPU).
+    """Build a serialized engine (TensorRT) or plan (TensorRT-RTX, ahead of time on the CPU)
+    in memory, without a sidecar (`trtq.engines.build.build_engine` writes engine files).
 
     `precision` sets FP16 (fp16) or INT8+FP16 (int8) builder flags on weakly typed TensorRT
     networks; strongly typed networks (always on TensorRT-RTX) ignore it. `shapes` maps a
     dynamic input to (min, opt, max) shapes; dynamic dimensions it leaves out get
     DEFAULT_DYNAMIC_RANGE.
     """
+    from trtq.engines.build import BuildOptions
+    from trtq.engines.build_config import configure
+
+    options = BuildOptions(precision=precision, workspace_mib=workspace_mib)
     parsed = source if isinstance(source, ParsedNetwork) else parse_onnx(source, trt)
-    config = parsed.builder.create_builder_config()
-    if workspace_mib is not None:
-        config.set_memory_pool_limit(parsed.trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    _apply_precision(parsed, config, precision)
-    profile = _profile(parsed, shapes or {})
-    if profile is not None:
-        config.add_optimization_profile(profile)
+    config = configure(parsed, options, resolve_profile(network_inputs(parsed), shapes))
     start = len(parsed.logger.messages)
     plan = parsed.builder.build_serialized_network(parsed.network, config)
     if plan is None:
