@@ -192,3 +192,16 @@ def trt():
     except (TypeError, RuntimeError) as exc:  # real TensorRT on a machine without a GPU
         pytest.skip(f"{module.__name__} cannot create a Builder here: {exc}")
     return module
+
+
+@pytest.fixture(scope="session")
+def calibrate_export():
+    """calibrate_export(model_name, recipe_name, data, out, images=1) -> TensorRT Q/DQ folder."""
+
+    def run(model_name: str, recipe_name: str, data: Path, out: Path, images: int = 1) -> Path:
+        (out / "cal").mkdir(parents=True)
+        calibrated = calibrate_into(model_name, out / "cal", data, "calib", images,
+                                    recipe_name=recipe_name)
+        return export_into(model_name, calibrated, out / "onnx")
+
+    return run

@@ -433,6 +433,17 @@ def preset_names() -> list[str]:
             "w{N}a{N}-{ptq4vit,ptq4vit-deploy,hessian,twin}"]
 
 
+def variant_names(bits: int = 8) -> list[str]:
+    """Every preset at `bits` bits: the uniform baseline and each PTQ4SAM / PTQ4ViT variant."""
+    base = f"w{bits}a{bits}"
+    return [base] + [f"{base}-{v}" for v in (*_PTQ4SAM_VARIANTS, *_PTQ4VIT_VARIANTS)]
+
+
+def deployable_presets(bits: int = 8) -> list[str]:
+    """The presets at `bits` bits that export as TensorRT Q/DQ ONNX (no simulation-only part)."""
+    return [name for name in variant_names(bits) if get_recipe(name).deployable]
+
+
 def get_recipe(name: str) -> QuantRecipe:
     """A preset by name: fp16, w{N}a{N} (N in 2..8), or w{N}a{N}-VARIANT with VARIANT one of
     ptq4sam (BIG + AGQ), big (sign flip + centring), flip, center, agq, ptq4vit (twin +
