@@ -24,8 +24,10 @@ def test_folder_build_writes_each_part(trt, tiny_onnx, tmp_path, capsys):
         assert (out / f"{part}.fp32.engine.json").is_file()
         assert f"built {out / f'{part}.fp32.engine'}: " in text
     assert text.count("layers by output") == 2
+    (out / "encoder.fp32.engine").unlink()  # only the decoder's engine is left in the way
     assert _error(capsys, ["build", "--onnx", str(tiny_onnx), "--out", str(out),
                            "--precision", "fp32"]).endswith("pass --force to overwrite it")
+    assert not (out / "encoder.fp32.engine").exists()  # refused before building anything
 
 
 @pytest.mark.parametrize("release, expected, absent", [

@@ -127,6 +127,7 @@ def _engine_info(result) -> None:
 
 
 def run(args) -> int:
+    from trtq.artifacts import check_writable
     from trtq.engines.build import build_engine
 
     jobs = _jobs(Path(args.onnx), Path(args.out), args.precision)
@@ -136,6 +137,8 @@ def run(args) -> int:
     if args.trt_version:
         raise BackendError("--trt-version only names the release for --print-trtexec; a build "
                            "uses the TensorRT installed here")
+    for _, engine, _ in jobs:  # refuse before the first build, not after it
+        check_writable(engine, args.force)
     for onnx, engine, precision in jobs:
         result = build_engine(onnx, engine, _options(args, precision, onnx),
                               force=args.force)
