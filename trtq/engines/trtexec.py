@@ -45,12 +45,13 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
+from trtq.engines.shapes import format_shape
+from trtq.engines.tensorrt_api import PRECISIONS
 from trtq.engines.versions import TrtVersion
 from trtq.errors import BackendError, TrtqError
 
 # Where JetPack's libnvinfer-bin installs trtexec; it is not on PATH there (TENSORRT.md §1.1).
 JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 Shape = tuple[int, ...]
 ShapeRange = tuple[Shape, Shape, Shape]
@@ -190,7 +191,7 @@ def _shape_flags(shapes: Mapping[str, ShapeRange]) -> list[str]:
         return []
     flags = []
     for index, flag in enumerate(("--minShapes", "--optShapes", "--maxShapes")):
-        specs = [f"{_quoted_name(name)}:{'x'.join(str(d) for d in shapes[name][index])}"
+        specs = [f"{_quoted_name(name)}:{format_shape(shapes[name][index])}"
                  for name in sorted(shapes)]
         flags.append(f"{flag}={','.join(specs)}")
     return flags
