@@ -68,7 +68,8 @@ def test_bad_recipe_and_missing_state(tmp_path, capsys):
     assert "--calibrated" in capsys.readouterr().err
 
 
-def test_calibrate_ptq4sam_prints_big_and_exports_both_logquant_forms(busi, tmp_path, capsys):
+def test_calibrate_ptq4sam_prints_big_and_exports_both_logquant_forms(busi, tmp_path, capsys,
+                                                                     monkeypatch):
     cal = tmp_path / "cal"
     assert main(["calibrate", "--model", "tiny_litemedsam-bimodal", "--recipe", "w8a8-ptq4sam",
                  "--calib-data", str(busi), "--split", "calib", "--num-images", "1",
@@ -86,6 +87,19 @@ def test_calibrate_ptq4sam_prints_big_and_exports_both_logquant_forms(busi, tmp_
         assert main(["export", "--model", "tiny_litemedsam-bimodal", "--calibrated", str(cal),
                      "--logquant", form, "--out", str(tmp_path / form)]) == 0
         assert "7 LogQuant nodes" in capsys.readouterr().out
+    # --logquant auto (the default): the plugin node only where the plugin library is built
+    monkeypatch.setenv("TRTQ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TRTQ_LOGQUANT_PLUGIN", raising=False)
+    library = tmp_path / "liblogquant_trt.so"
+    library.write_bytes(b"\x7fELF")
+    for env, form in ((None, "onnx"), (str(library), "plugin")):
+        if env:
+            monkeypatch.setenv("TRTQ_LOGQUANT_PLUGIN", env)
+        out = tmp_path / f"auto-{form}"
+        assert main(["export", "--model", "tiny_litemedsam-bimodal", "--calibrated", str(cal),
+                     "--out", str(out)]) == 0
+        capsys.readouterr()
+        assert json.loads((out / "decoder.onnx.json").read_text())["logquant_form"] == form
     assert main(["export", "--model", "tiny_litemedsam", "--logquant", "plugin",
                  "--out", str(tmp_path / "fp32")]) == 2
     assert "pass --calibrated" in capsys.readouterr().err

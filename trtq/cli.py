@@ -163,10 +163,12 @@ def _add_export(sub) -> None:
                    "onnxruntime (uint8 activations, int8 weights; fast on CPU)")
     p.add_argument("--float-attention", action="store_true",
                    help="keep the attention matmuls in float (onnxruntime target)")
-    p.add_argument("--logquant", choices=("onnx", "plugin"), default="onnx",
-                   help="how AGQ's log2 quantizers are written: onnx (standard ops every "
-                   "runtime parses; default) or plugin (one trtq::LogQuant node for trtq's "
-                   "TensorRT plugin; onnxruntime runs it via onnxruntime-extensions)")
+    p.add_argument("--logquant", choices=("auto", "onnx", "plugin"), default="auto",
+                   help="how AGQ's log2 quantizers are written: plugin (one trtq::LogQuant node "
+                   "for trtq's TensorRT plugin; onnxruntime runs it via onnxruntime-extensions), "
+                   "onnx (standard ops every runtime parses), or auto (default: plugin when "
+                   "the plugin library is built here, $TRTQ_LOGQUANT_PLUGIN or "
+                   "~/.cache/trtq/plugins/liblogquant_trt.so; else onnx)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars)")
     _force_arg(p)

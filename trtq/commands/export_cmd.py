@@ -28,16 +28,17 @@ def run(args) -> int:
     if args.calibrated:
         from trtq.calib.state_dir import load_calibrated
         from trtq.export.onnx_qdq import export_quantized
+        from trtq.plugins import resolve_logquant_form
 
         recipe, calib = load_calibrated(model, args.model, args.calibrated, args.target,
                                         args.float_attention)
         result = export_quantized(model, recipe, spec, args.out, args.target,
                                   inputs={"quant_state": calib["sha256"]}, force=args.force,
-                                  logquant=args.logquant)
+                                  logquant=resolve_logquant_form(args.logquant, args.target))
         for name in ("encoder", "decoder"):
             _print_part(name, result[name])
         return 0
-    if args.target != "tensorrt" or args.float_attention or args.logquant != "onnx":
+    if args.target != "tensorrt" or args.float_attention or args.logquant not in ("auto", "onnx"):
         raise TrtqError("--target, --float-attention and --logquant shape INT8 exports; pass "
                         "--calibrated")
     result = export_fp32(model, spec, args.out, force=args.force)
