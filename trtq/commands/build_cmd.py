@@ -33,7 +33,7 @@ def _jobs(onnx: Path, out: Path, precision: str | None) -> list[tuple[Path, Path
         found = [onnx]
     jobs = []
     for path in found:
-        chosen = precision or ("int8" if onnx_content(path)[0] else "fp16")
+        chosen = precision or ("int8" if onnx_content(path).qdq else "fp16")
         engine = out / f"{path.stem}.{chosen}.engine" if onnx.is_dir() else out
         jobs.append((path, engine, chosen))
     return jobs

@@ -19,8 +19,9 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from trtq.artifacts import (
     atomic_output,
@@ -83,16 +84,51 @@ class BuildResult:
     network_dtypes: dict  # parsed network: layer count per first-output data type
 
 
-def onnx_content(path: Path) -> tuple[bool, bool]:
-    """(has Q/DQ nodes, has FP16 initializers) of an ONNX file."""
+class OnnxContent(NamedTuple):
+    qdq: bool  # QuantizeLinear / DequantizeLinear nodes
+    fp16: bool  # FP16 initializers (an FP16 conversion)
+    logquant: bool  # trtq::LogQuant plugin nodes
+
+
+def onnx_content(path: Path) -> OnnxContent:
+    """What an ONNX file holds that decides how it is built (checked before use)."""
     import onnx
 
     from trtq.engines.onnxruntime_session import check_onnx
+    from trtq.export.logquant_onnx import DOMAIN, OP_TYPE
 
     model = onnx.load(str(check_onnx(path)), load_external_data=False)
-    qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    return qdq, fp16
+    ops = {(n.domain, n.op_type) for n in model.graph.node}
+    return OnnxContent(
+        qdq=bool(ops & {("", "QuantizeLinear"), ("", "DequantizeLinear")}),
+        fp16=any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer),
+        logquant=(DOMAIN, OP_TYPE) in ops)
+
+
+def logquant_plugin(trt, content: OnnxContent, plugins: tuple[str, ...]) -> tuple[tuple, str]:
+    """(plugin libraries to load, how LogQuant nodes are served) for one build.
+
+    With LogQuant nodes and no --plugins: trtq's C++ plugin library where it is built
+    (`trtq.plugins.plugin_library`), else trtq's Python plugin, registered in this process
+    (kernel compiled on first run). Where neither can serve, the parser names the nodes."""
+    if not content.logquant:
+        return plugins, "none"
+    if plugins:
+        return plugins, "libraries"
+    from trtq.plugins import plugin_library
+    from trtq.plugins.python_plugin import python_plugin_blocker, register_logquant_plugin
+
+    library = plugin_library()
+    if library is not None:
+        log.info("LogQuant nodes: loading trtq's plugin library %s", library)
+        return (str(library),), "libraries"
+    blocker = python_plugin_blocker(trt)
+    if blocker:
+        log.warning("LogQuant nodes: no plugin library here, and %s", blocker)
+        return (), "missing"
+    register_logquant_plugin(trt)
+    log.info("LogQuant nodes: trtq's Python plugin registered (no C++ library built here)")
+    return (), "python"
 
 
 def fp16_onnx_path(engine: Path) -> Path:
@@ -106,7 +142,7 @@ def fp16_onnx_path(engine: Path) -> Path:
 def onnx_to_build(onnx_path: Path, engine: Path, precision: str, strongly_typed: bool,
                   force: bool) -> Path:
     """The ONNX to parse for this precision: checked, and converted to FP16 where needed."""
-    qdq, fp16 = onnx_content(onnx_path)
+    qdq, fp16, _ = onnx_content(onnx_path)
     if precision == "int8" and not qdq:
         raise ArtifactError(f"{onnx_path} has no Q/DQ nodes, so there is nothing to build in "
                             "INT8; export it with `trtq export --calibrated DIR`, or build "
@@ -163,6 +199,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         check_dla(version, options.dla_core, None, jetson_module())
     onnx_built = onnx_to_build(onnx_path, engine, options.precision, strongly_typed, force)
     provenance = _onnx_provenance(onnx_path)
+    plugins, served = logquant_plugin(trt, onnx_content(onnx_built), options.plugins)
+    options = replace(options, plugins=tuple(plugins))
     parsed = parse_onnx(onnx_built, trt, strongly_typed=options.strongly_typed,
                         plugins=options.plugins)
     profile = resolve_profile(network_inputs(parsed), options.shapes)
@@ -182,7 +220,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     if options.timing_cache:
         save_timing_cache(config, Path(options.timing_cache), trt)
     record = {**_record(trt, options, onnx_built, parsed.strongly_typed, profile), **provenance,
-              "build_seconds": round(seconds, 3)}
+              "logquant_plugin": served, "build_seconds": round(seconds, 3)}
     inputs = {"onnx": sha256_file(onnx_path)}
     if onnx_built != onnx_path:
         inputs["onnx_built"] = sha256_file(onnx_built)

@@ -78,6 +78,10 @@ def load_engine(path: str | os.PathLike, trt=None, plugins=()):
     record = check_engine(path, trt)
     recorded = [p["path"] for p in record.get("build", {}).get("plugins", [])]
     load_plugin_libraries(trt, list(plugins) or recorded)
+    if record.get("logquant_plugin") == "python":  # built with trtq's Python LogQuant plugin
+        from trtq.plugins.python_plugin import register_logquant_plugin
+
+        register_logquant_plugin(trt)
     logger = shared_logger(trt)
     start = len(logger.messages)
     runtime = trt.Runtime(logger)

@@ -21,8 +21,10 @@ _ELF_MAGIC = b"\x7fELF"
 # What the ONNX parser says when a node names a plugin no loaded library registers.
 MISSING_PLUGIN_MARKERS = ("Plugin not found", "could not find plugin", "getPluginCreator could")
 MISSING_PLUGIN_HINT = ("a node needs a TensorRT plugin that is not loaded: pass its library with "
-                       "--plugins (trtq's LogQuant plugin: build it from plugins/, or export with "
-                       "--logquant onnx for the plugin-free form)")
+                       "--plugins (trtq's LogQuant plugin: build liblogquant_trt.so with CMake "
+                       "from trtq/plugins/logquant, see the README; or let trtq register its "
+                       "Python plugin, see the warning above; or export with --logquant onnx "
+                       "for the plugin-free form)")
 _LOADED: dict[str, object] = {}
 
 
