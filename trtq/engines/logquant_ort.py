@@ -60,6 +60,9 @@ def prepare(model, options) -> bytes:
     for node in copy.graph.node:
         if node.domain == DOMAIN:
             node.domain = contrib
+            kept = [a for a in node.attribute if not a.name.startswith("plugin_")]  # TensorRT's
+            del node.attribute[:]
+            node.attribute.extend(kept)
             for attr in node.attribute:
                 if attr.name == "scale":
                     exact = repr(float(attr.f))

@@ -1,8 +1,10 @@
 """Loading TensorRT plugin libraries (.so) before a parse, build or deserialize.
 
-TensorRT 8.6+ loads a library through its plugin registry (`load_library`); 8.5 has no such
-call, so the library is opened with ctypes (RTLD_GLOBAL), which runs its static registration.
-Either way the creators it registers are then found by name, version and namespace.
+A library is opened with ctypes (RTLD_GLOBAL) first, as `trtexec --staticPlugins` does: a
+library that registers its creators when loaded (trtq's liblogquant_trt.so, TensorRT 8.5's only
+way) is then registered. One that instead exports `getCreators` (TensorRT 10+'s loadLibrary
+contract: trtq's liblogquant_trt_dynamic.so, `trtexec --dynamicPlugins`) is then handed to the
+plugin registry's `load_library` (8.6+).
 """
 
 from __future__ import annotations
@@ -50,17 +52,17 @@ def load_plugin_libraries(trt, paths) -> list[Path]:
         key = f"{trt.__name__}:{path}"
         if key not in _LOADED:
             try:
-                if version.has_load_library:
+                handle = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+                if version.has_load_library and hasattr(handle, "getCreators"):
                     handle = trt.get_plugin_registry().load_library(str(path))
-                else:
-                    handle = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
             except (OSError, RuntimeError, TypeError) as exc:
                 raise BackendError(f"{version.label} cannot load plugin library {path} ({exc}); "
                                    "was it built for this TensorRT version and GPU "
                                    "architecture?") from None
             if handle is None:
-                raise BackendError(f"{version.label} refused plugin library {path}; rebuild it "
-                                   "against this TensorRT version")
+                raise BackendError(f"{version.label} refused plugin library {path} (its creators "
+                                   "are registered already, or it was built against another "
+                                   "TensorRT); rebuild it against this TensorRT version")
             _LOADED[key] = handle
             log.info("loaded plugin library %s", path)
         loaded.append(path)

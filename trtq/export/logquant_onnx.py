@@ -8,8 +8,9 @@ Forms (`form` argument, `trtq export --logquant`):
   gathered from the level table. The estimate is never more than one code off, so the result
   equals the reference encoding exactly, whatever the library's Log rounding.
 * `plugin`: `LogQuant` in domain `trtq` (version 1) with attributes `bits` (int), `tau` (int)
-  and `scale` (float); TensorRT runs it through trtq's plugin, onnxruntime through the Python
-  custom op in `trtq.engines.logquant_ort`.
+  and `scale` (float), plus `plugin_namespace` "trtq" and `plugin_version` "1" (what TensorRT's
+  ONNX parser looks the plugin creator up by); TensorRT runs it through trtq's plugin,
+  onnxruntime through the Python custom op in `trtq.engines.logquant_ort`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ class LogQuantFunction(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, bits: int, tau: int, scale: float, form: str):
         if form == "plugin":
-            out = g.op(f"{DOMAIN}::{OP_TYPE}", x, bits_i=bits, tau_i=tau, scale_f=scale)
+            # TensorRT's ONNX parser finds the creator by op type, plugin_version and
+            # plugin_namespace (not by the node's domain): name both.
+            out = g.op(f"{DOMAIN}::{OP_TYPE}", x, bits_i=bits, tau_i=tau, scale_f=scale,
+                       plugin_namespace_s=DOMAIN, plugin_version_s=str(DOMAIN_VERSION))
             out.setType(x.type())
             return out
         return _decomposed(g, x, bits, tau, scale)
