@@ -208,17 +208,42 @@ def _add_build(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="latency of an ONNX model in onnxruntime",
-                       description="Latency and throughput of an ONNX model in onnxruntime "
-                       "(CPU): warm-up, timed runs, median/p90/p99, FPS, peak RSS. Writes "
-                       "FILE.json and FILE.md.")
-    p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX model to time")
+    p = sub.add_parser("bench", help="latency of ONNX (onnxruntime) or engines (TensorRT)",
+                       description="Latency and throughput: an ONNX model in onnxruntime (CPU, "
+                       "or the CUDA/TensorRT providers), or a TensorRT engine (CUDA events, "
+                       "optional CUDA graph, or trtexec), with warm-up, median/p90/p95/p99, FPS "
+                       "and memory; on a Jetson optionally power from tegrastats. --compare puts "
+                       "earlier results side by side. Writes FILE.json and FILE.md (+ PNG plots "
+                       "for --compare).")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--onnx", metavar="FILE", help="ONNX model to time in onnxruntime")
+    what.add_argument("--engine", metavar="FILE", help="TensorRT engine to time (needs a GPU)")
+    what.add_argument("--compare", nargs="+", metavar="FILE.json",
+                      help="earlier bench results to compare (first FP16, else FP32, is the "
+                      "baseline unless --baseline)")
     p.add_argument("--iterations", type=POSITIVE, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=NON_NEGATIVE, default=5, help="warm-up runs (default 5)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="engine: keep timing until S seconds have passed")
     p.add_argument("--threads", type=POSITIVE,
                    help="onnxruntime intra-op threads (default: all)")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="onnxruntime execution provider (default cpu)")
     p.add_argument("--shape", action="append", metavar="NAME:DIMS",
                    help="shape of a dynamic input, e.g. boxes:4x4 (repeatable; default 1)")
+    p.add_argument("--cuda-graph", action="store_true", help="engine: replay as a CUDA graph")
+    p.add_argument("--trtexec", action="store_true",
+                   help="engine: time it with trtexec (--useCudaGraph --noDataTransfers "
+                   "--separateProfileRun) instead of trtq's runner")
+    p.add_argument("--tegrastats", action="store_true",
+                   help="Jetson: sample tegrastats during the run (power, energy, RAM, GPU load)")
+    p.add_argument("--interval", type=POSITIVE, default=100, metavar="MS",
+                   help="tegrastats sampling interval (default 100 ms)")
+    p.add_argument("--accuracy", nargs="+", metavar="EVAL.json",
+                   help="--compare: `trtq eval`/`trtq classify` results, in the same order")
+    p.add_argument("--labels", nargs="+", help="--compare: a label per result")
+    p.add_argument("--baseline", metavar="LABEL", help="--compare: the baseline's label")
+    p.add_argument("--label", help="a label stored in the result (e.g. 'INT8 engine')")
     p.add_argument("--out", required=True, metavar="FILE.json", help="result JSON")
     _force_arg(p)
 

@@ -82,3 +82,20 @@ def test_int8_engine_runs_int8_layers_and_matches_onnxruntime(real_trt, tiny_qdq
     for name, ref in want.items():
         err = np.abs(got[name].astype(np.float32) - ref).max() / (np.abs(ref).max() + 1e-6)
         assert err < 0.1, (name, err)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_engine_benchmark_record(real_trt, tiny_onnx, tmp_path, cuda_graph):
+    from trtq.bench.tensorrt_bench import EngineBenchOptions, bench_engine
+
+    engine = tmp_path / "decoder.fp16.engine"
+    build_engine(tiny_onnx / "decoder.onnx", engine, BuildOptions(precision="fp16"),
+                 trt=real_trt)
+    record = bench_engine(engine, EngineBenchOptions(iterations=30, warmup=5,
+                                                     cuda_graph=cuda_graph,
+                                                     shapes={"boxes": (2, 4)}), trt=real_trt)
+    lat = record["latency_ms"]
+    assert record["backend"] == "tensorrt" and record["iterations"] == 30
+    assert 0 < lat["min"] <= lat["median"] <= lat["p99"] <= lat["max"]
+    assert record["input_shapes"]["boxes"] == [2, 4]
+    assert record["memory"]["engine_device_mib"] >= 0 and record["memory"]["gpu_used_mib"] > 0

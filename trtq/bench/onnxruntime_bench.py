@@ -57,15 +57,16 @@ def make_feeds(session, shapes: dict[str, tuple[int, ...]], seed: int = 0) -> di
 
 def bench_onnx(path: str | os.PathLike, iterations: int = 50, warmup: int = 5,
                threads: int | None = None, shapes: dict | None = None,
-               progress: bool = False) -> dict:
-    """Time `session.run` on random inputs; return the bench JSON record."""
+               progress: bool = False, providers: list[str] | None = None) -> dict:
+    """Time `session.run` on random inputs (host in, host out); return the bench JSON record.
+    `providers` are onnxruntime execution providers in priority order (default: CPU)."""
     import onnxruntime
 
     from trtq.engines.onnxruntime_session import create_session
 
     path = Path(path)
     rss_before = current_rss_mib()
-    session = create_session(path, threads)
+    session = create_session(path, threads, providers)
     feeds = make_feeds(session, shapes or {})
     log.info("benchmarking %s: %d warm-up + %d timed runs", path.name, warmup, iterations)
     samples = time_calls(lambda: session.run(None, feeds), iterations, warmup, progress, path.name)

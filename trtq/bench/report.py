@@ -7,24 +7,36 @@ def format_mib(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f}"
 
 
+def _cell(value, fmt: str = "{:.2f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
 def bench_markdown(records: list[dict]) -> str:
-    """One table row per bench record (latency in ms)."""
+    """One table row per bench record (latency in ms); onnxruntime and TensorRT records alike."""
     lines = [
-        "| model | backend | device | threads | median | p90 | p99 | min | max | FPS "
-        "| peak RSS MiB | session RSS MiB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | backend | precision | device | threads | median | p90 | p99 | min | max "
+        "| FPS | peak RSS MiB | session RSS MiB | engine MiB | power W |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         lat = r["latency_ms"]
-        name = r["model_file"].rsplit("/", 1)[-1]
+        name = str(r.get("model_file", "?")).rsplit("/", 1)[-1]
+        power = (r.get("power") or {}).get("power_mean_mw")
         lines.append(
-            f"| {name} | {r['backend']} | {r['device']} | {r['threads']} | {lat['median']:.2f} | "
-            f"{lat['p90']:.2f} | {lat['p99']:.2f} | {lat['min']:.2f} | {lat['max']:.2f} | "
-            f"{r['fps']:.2f} | {r['peak_rss_mib']:.0f} | {format_mib(r.get('rss_delta_mib'))} |"
+            f"| {name} | {r['backend']} | {r.get('precision') or '—'} | {r.get('device') or '—'} "
+            f"| {r.get('threads') or '—'} | {lat['median']:.2f} | {_cell(lat.get('p90'))} "
+            f"| {_cell(lat.get('p99'))} | {_cell(lat.get('min'))} | {_cell(lat.get('max'))} "
+            f"| {r['fps']:.2f} | {_cell(r.get('peak_rss_mib'), '{:.0f}')} "
+            f"| {format_mib(r.get('rss_delta_mib'))} "
+            f"| {_cell((r.get('memory') or {}).get('engine_device_mib'), '{:.0f}')} "
+            f"| {_cell(None if power is None else power / 1000)} |"
         )
     first = records[0] if records else {}
     lines.append("")
     lines.append(f"{first.get('warmup', 0)} warm-up runs, {first.get('iterations', 0)} timed runs "
                  "per model; latency in milliseconds; FPS = 1000 / median. Peak RSS: the whole "
                  "process; session RSS: what creating and running the session added.")
+    if first.get("backend") == "tensorrt":
+        lines.append(f"TensorRT timing: {first.get('timing')}"
+                     f"{', CUDA graph' if first.get('cuda_graph') else ''}.")
     return "\n".join(lines) + "\n"

@@ -72,10 +72,11 @@ def check_engine(path: str | os.PathLike, trt=None, device=_CURRENT) -> dict:
     return record
 
 
-def load_engine(path: str | os.PathLike, trt=None, plugins=()):
-    """A deserialized ICudaEngine (needs a GPU), after `check_engine`."""
+def load_engine(path: str | os.PathLike, trt=None, plugins=(), record: dict | None = None):
+    """A deserialized ICudaEngine (needs a GPU), after `check_engine` (skipped when the caller
+    passes the `record` it returned)."""
     trt = trt or import_tensorrt()
-    record = check_engine(path, trt)
+    record = record if record is not None else check_engine(path, trt)
     recorded = [p["path"] for p in record.get("build", {}).get("plugins", [])]
     load_plugin_libraries(trt, list(plugins) or recorded)
     if record.get("logquant_plugin") == "python":  # built with trtq's Python LogQuant plugin
