@@ -23,8 +23,21 @@ def test_run_on_tiny_model_writes_report(tmp_path, capsys):
         bench = report["bench"][part]
         assert bench["iterations"] == 3 and bench["latency_ms"]["median"] > 0
     assert "eval" not in report  # no --data given
+    int8 = report["int8"]
+    assert int8["recipe"] == "w8a8-ptq4sam" and len(int8["calibration_images"]) == 4
+    held_out = {r["image"] for r in int8["agreement_with_fp32"]["per_image"]}
+    assert len(held_out) == 4 and not held_out & set(int8["calibration_images"])
+    assert 0.0 <= int8["agreement_with_fp32"]["agreement_miou"] <= 1.0
+    for part in ("encoder", "decoder"):
+        fp32, q = report["bench"][part]["latency_ms"], int8["bench"][part]["latency_ms"]
+        assert int8["speedup_vs_fp32"][part] == pytest.approx(fp32["median"] / q["median"])
+        assert int8["exports"]["tensorrt"][part]["lint_errors"] == []
+    assert report["tensorrt"] is None  # no TensorRT + GPU here
+    assert (out / "onnx-int8-tensorrt" / "encoder.onnx").is_file()
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert md.startswith("# trtq run: tiny_litemedsam") and "| encoder |" in md
+    assert "| INT8 | encoder |" in md and "No TensorRT figure" in md
     assert "8 images from the bundled sample images" in md
     assert md in capsys.readouterr().out
     assert main(argv) == 2  # a non-empty output folder is never overwritten silently
@@ -42,7 +55,7 @@ def test_run_on_a_user_image_folder(tmp_path):
         Image.fromarray(pixels).save(images / f"{i}.jpg")
     out = tmp_path / "run"
     assert main(["run", "--model", "tiny_litemedsam", "--images", str(images), "--iterations",
-                 "2", "--warmup", "0", "--out", str(out)]) == 0
+                 "2", "--warmup", "0", "--no-int8", "--out", str(out)]) == 0
     agreement = json.loads((out / "report.json").read_text())["sample_agreement"]
     assert [r["image"] for r in agreement["per_image"]] == ["0.jpg", "1.jpg"]
 

@@ -243,6 +243,8 @@ def _add_bench(sub) -> None:
                    help="--compare: `trtq eval`/`trtq classify` results, in the same order")
     p.add_argument("--labels", nargs="+", help="--compare: a label per result")
     p.add_argument("--baseline", metavar="LABEL", help="--compare: the baseline's label")
+    p.add_argument("--allow-mixed-devices", action="store_true",
+                   help="--compare: allow results from different devices (not comparable)")
     p.add_argument("--label", help="a label stored in the result (e.g. 'INT8 engine')")
     p.add_argument("--out", required=True, metavar="FILE.json", help="result JSON")
     _force_arg(p)
@@ -251,15 +253,20 @@ def _add_bench(sub) -> None:
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="the whole pipeline on embedded defaults",
                        description="Export LiteMedSAM (or --model) to ONNX, check PyTorch vs "
-                       "onnxruntime agreement on the bundled sample images, evaluate mIoU on "
-                       "--data/--split when given, benchmark encoder and decoder, and write "
-                       "report.json + report.md.")
+                       "onnxruntime agreement on the bundled sample images, calibrate INT8 "
+                       "(w8a8-ptq4sam) on half of them and compare it with FP32 on the other "
+                       "half, evaluate mIoU on --data/--split when given, benchmark FP32 and INT8 "
+                       "(onnxruntime CPU; TensorRT FP16/INT8 engines where TensorRT and a GPU "
+                       "exist), and write report.json, report.md and report.png.")
     _model_args(p)
     p.add_argument("--images", metavar="DIR",
                    help="images for the PyTorch-vs-ONNX agreement check (default: bundled samples)")
     p.add_argument("--data", metavar="DIR", help="COCO dataset root for mIoU (optional)")
     p.add_argument("--split", default="val", help="split of --data (default: %(default)s)")
     p.add_argument("--limit", type=POSITIVE, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--recipe", default="w8a8-ptq4sam",
+                   help="INT8 recipe (default: %(default)s; see `trtq inspect --recipe`)")
+    p.add_argument("--no-int8", action="store_true", help="FP32 only: skip calibration and INT8")
     p.add_argument("--iterations", type=POSITIVE, default=20, help="timed bench runs (default 20)")
     p.add_argument("--warmup", type=NON_NEGATIVE, default=3, help="warm-up bench runs (default 3)")
     p.add_argument("--out", metavar="DIR",

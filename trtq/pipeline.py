@@ -1,8 +1,11 @@
 """`trtq run`: the whole pipeline on embedded defaults, in one call.
 
-Today it runs what exists: FP32 ONNX export, PyTorch-vs-onnxruntime agreement on the bundled
-sample images, mIoU on a COCO split when one is given (PyTorch and onnxruntime), and an
-onnxruntime CPU benchmark of encoder and decoder. It writes report.json and report.md.
+FP32 ONNX export and PyTorch-vs-onnxruntime agreement on the run's images (default: the sample
+photos installed with scikit-image); INT8 with the recipe (default w8a8-ptq4sam, see
+`trtq.pipeline_int8`): calibration on half the images, exports, agreement with FP32 on the
+other half; mIoU on a COCO split when one is given; onnxruntime CPU latency of FP32 and INT8
+side by side; FP16 and INT8 TensorRT engines where TensorRT and a GPU exist. It writes
+report.json, report.md and report.png.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class RunConfig:
     limit: int | None = None
     iterations: int = 20
     warmup: int = 3
+    recipe: str = "w8a8-ptq4sam"
+    int8: bool = True
     out: str | None = None
     force: bool = False
     progress: bool = False
@@ -94,16 +99,20 @@ def _evaluate_split(cfg: RunConfig, dataset, torch_backend, ort_backend, out: Pa
 
 
 def run_pipeline(cfg: RunConfig) -> dict:
-    from trtq.bench.onnxruntime_bench import bench_onnx
     from trtq.data import CocoBoxDataset
     from trtq.data.samples import sample_image_paths
     from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
     from trtq.models import checkpoint_provenance, load_model
+    from trtq.pipeline_int8 import bench_pair, int8_stage, split_images, tensorrt_stage
+    from trtq.recipes import get_recipe
 
     # Validate every input before minutes of export work.
     images = ImageFolder(cfg.images).paths if cfg.images else sample_image_paths()
     dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit) if cfg.data else None
+    if cfg.int8:
+        get_recipe(cfg.recipe)
+        split_images(images)
     out = _prepare_out(cfg)
     provenance = checkpoint_provenance(cfg.model, cfg.checkpoint)
     model = load_model(cfg.model, provenance["checkpoint"])
@@ -117,12 +126,42 @@ def run_pipeline(cfg: RunConfig) -> dict:
               "sample_agreement": sample_agreement(torch_backend, ort_backend, images)}
     if dataset is not None:
         report["eval"] = _evaluate_split(cfg, dataset, torch_backend, ort_backend, out)
-    report["bench"] = {}
-    for part in ("encoder", "decoder"):
-        record = bench_onnx(onnx_dir / f"{part}.onnx", cfg.iterations, cfg.warmup,
-                            progress=cfg.progress)
-        report["bench"][part] = {k: v for k, v in record.items() if k != "samples_ms"}
+    if cfg.int8:
+        report["int8"] = int8_stage(cfg, out, provenance, ort_backend, images, dataset)
+        pair = bench_pair(onnx_dir, out / "onnx-int8-onnxruntime", cfg)
+        report["bench"] = _strip(pair["fp32"])
+        report["int8"]["bench"] = _strip(pair["int8"])
+        report["int8"]["speedup_vs_fp32"] = pair["speedup_vs_fp32"]
+        report["tensorrt"] = tensorrt_stage(out, onnx_dir, out / "onnx-int8-tensorrt", cfg)
+    else:
+        from trtq.bench.onnxruntime_bench import bench_onnx
+
+        report["bench"] = _strip({part: bench_onnx(onnx_dir / f"{part}.onnx", cfg.iterations,
+                                                   cfg.warmup, progress=cfg.progress)
+                                  for part in ("encoder", "decoder")})
     report["versions"] = artifacts.package_versions()
     artifacts.write_json(out / "report.json", report, force=cfg.force)
     artifacts.write_text(out / "report.md", run_markdown(report), force=cfg.force)
+    _plot(report, out / "report.png", cfg.force)
     return report
+
+
+def _strip(records: dict) -> dict:
+    return {part: {k: v for k, v in r.items() if k != "samples_ms"} for part, r in records.items()}
+
+
+def _plot(report: dict, path: Path, force: bool) -> None:
+    from trtq.bench.plots import pipeline_plot
+
+    accuracy = {"fp32": {"agreement_miou": 1.0}}
+    if "int8" in report:
+        accuracy["int8"] = {"agreement_miou":
+                            report["int8"]["agreement_with_fp32"]["agreement_miou"]}
+        if "eval" in report["int8"]:
+            accuracy["int8"]["miou"] = report["int8"]["eval"]["miou"]
+            accuracy["fp32"]["miou"] = report["eval"]["onnxruntime"]["miou"]
+    bench = {"fp32": report["bench"]}
+    if "int8" in report:
+        bench["int8"] = report["int8"]["bench"]
+    with artifacts.atomic_output(path, force) as tmp:
+        pipeline_plot({"bench": bench, "accuracy": accuracy}, tmp)

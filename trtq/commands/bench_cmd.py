@@ -20,7 +20,7 @@ def _check_flags(args) -> None:
     engine_only = {"--cuda-graph": args.cuda_graph, "--trtexec": args.trtexec,
                    "--duration": args.duration is not None}
     compare_only = {"--accuracy": args.accuracy, "--labels": args.labels,
-                    "--baseline": args.baseline}
+                    "--baseline": args.baseline, "--allow-mixed-devices": args.allow_mixed_devices}
     if not args.engine and any(engine_only.values()):
         raise TrtqError(f"{', '.join(k for k, v in engine_only.items() if v)} apply to --engine")
     if not args.compare and any(compare_only.values()):
@@ -79,7 +79,7 @@ def _run_compare(args) -> int:
     from trtq.bench.compare import compare, compare_markdown, load_entries, write_comparison
 
     entries = load_entries(args.compare, args.accuracy or (), args.labels or ())
-    result = compare(entries, args.baseline)
+    result = compare(entries, args.baseline, allow_mixed_devices=args.allow_mixed_devices)
     written = write_comparison(result, Path(args.out), args.force)
     print(compare_markdown(result), end="")
     log.info("wrote %s", ", ".join(map(str, written)))

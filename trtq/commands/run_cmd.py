@@ -14,8 +14,9 @@ def run(args) -> int:
 
     cfg = RunConfig(model=args.model, checkpoint=args.checkpoint, images=args.images,
                     data=args.data, split=args.split, limit=args.limit,
-                    iterations=args.iterations, warmup=args.warmup, out=args.out,
-                    force=args.force, progress=args.progress)
+                    iterations=args.iterations, warmup=args.warmup, recipe=args.recipe,
+                    int8=not args.no_int8, out=args.out, force=args.force,
+                    progress=args.progress)
     report = run_pipeline(cfg)
     out = Path(report["config"]["out"])
     print((out / "report.md").read_text(encoding="utf-8"), end="")
