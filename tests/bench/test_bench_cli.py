@@ -57,3 +57,35 @@ def test_engine_bench_options_are_validated():
         EngineBenchOptions(iterations=0)
     with pytest.raises(BackendError, match="--duration must be > 0"):
         EngineBenchOptions(duration_s=0)
+
+
+ORIN_NANO_LINE = ("07-29-2026 18:00:27 RAM 2272/7620MB (lfb 4x4MB) SWAP 221/3810MB (cached 0MB) "
+                  "CPU [0%@729,0%@1036,0%@1036,0%@1036,0%@729,0%@729] GR3D_FREQ 0% "
+                  "cpu@54.937C soc2@55.562C soc0@56.156C gpu@55.468C tj@56.656C soc1@56.656C "
+                  "VDD_IN 4673mW/4673mW VDD_CPU_GPU_CV 527mW/527mW VDD_SOC 1339mW/1339mW")
+
+
+def test_tegrastats_power_is_added_to_the_record(tiny_onnx, tmp_path, monkeypatch, capsys):
+    """With stand-ins for tegrastats and nvpmodel on PATH (a real Orin Nano line), the
+    benchmark record carries the sampled power and the power-mode warnings are logged."""
+    import json
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "tegrastats").write_text(
+        f"#!/bin/sh\nwhile true; do echo '{ORIN_NANO_LINE}'; sleep 0.05; done\n")
+    (bin_dir / "nvpmodel").write_text("#!/bin/sh\necho 'NV Power Mode: 15W'\necho 0\n")
+    for tool in ("tegrastats", "nvpmodel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "r.json"
+    assert main(["bench", "--onnx", str(tiny_onnx / "decoder.onnx"), "--iterations", "5",
+                 "--tegrastats", "--interval", "50", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["power"]["power_mw_mean"] == pytest.approx(4673)
+    assert record["power"]["samples"] >= 1
+    assert record["power_mode"]["nvpmodel"]["mode"] == "15W"
+    captured = capsys.readouterr()
+    assert "MAXN" in captured.err  # the warning says how to reach the max mode
+    assert "| 4.67 |" in captured.out  # power W in the Markdown table

@@ -54,14 +54,14 @@ def dump(folder: Path, name: str, data) -> Path:
 @pytest.fixture
 def three(tmp_path) -> dict[str, Path]:
     """FP32, FP16 and INT8 TensorRT records of the same encoder on one Orin, with mIoU files."""
-    power = {"power_mean_mw": 7200.0, "power_peak_mw": 9800.0, "energy_per_inference_mj": 29.5}
+    power = {"power_mw_mean": 7200.0, "power_mw_peak": 9800.0, "energy_per_inference_mj": 29.5}
     paths = {
         "fp32": dump(tmp_path, "fp32.json", record(20.0, "fp32",
                                                    memory={"engine_device_mib": 48.0})),
         "fp16": dump(tmp_path, "fp16.json", record(10.0, "fp16", power=power,
                                                    memory={"engine_device_mib": 24.0})),
         "int8": dump(tmp_path, "int8.json", record(4.0, "int8", samples=False,
-                                                   power={"power_mean_mw": 6000.0})),
+                                                   power={"power_mw_mean": 6000.0})),
     }
     for name, miou in (("fp32", 0.8125), ("fp16", 0.8120), ("int8", 0.7920)):
         acc = {"miou": miou, "instances": 120, "images": 40, "per_instance": [{"iou": miou}]}

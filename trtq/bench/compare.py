@@ -26,8 +26,10 @@ log = logging.getLogger("trtq.bench")
 ACCURACY_METRICS = {"miou": "mIoU", "agreement_miou": "agreement mIoU", "top1": "top-1",
                     "agreement_top1": "agreement top-1"}
 _MEMORY_KEYS = ("engine_device_mib", "context_device_mib", "gpu_used_mib")
-_POWER_KEYS = ("power_mean_mw", "power_peak_mw", "energy_per_inference_mj", "ram_used_max_mb",
-               "gpu_load_mean")
+# Row key -> key in the record's "power" dict (trtq.bench.tegrastats.summarize).
+_POWER_KEYS = {"power_mean_mw": "power_mw_mean", "power_peak_mw": "power_mw_peak",
+               "energy_per_inference_mj": "energy_per_inference_mj",
+               "ram_used_max_mb": "ram_used_mb_max", "gpu_load_mean": "gpu_load_pct_mean"}
 NO_ACCURACY = "-"  # an accuracy path that stands for "none for this bench file"
 
 
@@ -173,9 +175,9 @@ def _energy(record: Mapping[str, Any], power: Mapping[str, Any]) -> tuple[float 
     if _is_number(power.get("energy_per_inference_mj")):
         return float(power["energy_per_inference_mj"]), False
     lat = record["latency_ms"]
-    if _is_number(power.get("power_mean_mw")):
+    if _is_number(power.get("power_mw_mean")):
         ms = lat["mean"] if _is_number(lat.get("mean")) else lat["median"]
-        return power["power_mean_mw"] * ms / 1000.0, True  # mW x ms = uJ
+        return power["power_mw_mean"] * ms / 1000.0, True  # mW x ms = uJ
     return None, False
 
 
@@ -198,7 +200,7 @@ def _row(entry: Entry, base: Entry) -> dict[str, Any]:
         "latency_ms": dict(lat), "peak_rss_mib": num(rec, "peak_rss_mib"),
         "rss_delta_mib": num(rec, "rss_delta_mib"),
         **{key: num(memory, key) for key in _MEMORY_KEYS},
-        **{key: num(power, key) for key in _POWER_KEYS},
+        **{row_key: num(power, key) for row_key, key in _POWER_KEYS.items()},
         "energy_per_inference_mj": energy, "energy_derived": derived,
         "accuracy": dict(entry.accuracy) if entry.accuracy else None, "accuracy_delta": None,
         "samples_ms": list(rec["samples_ms"]) if isinstance(rec.get("samples_ms"), list) else None,

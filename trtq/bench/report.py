@@ -21,7 +21,7 @@ def bench_markdown(records: list[dict]) -> str:
     for r in records:
         lat = r["latency_ms"]
         name = str(r.get("model_file", "?")).rsplit("/", 1)[-1]
-        power = (r.get("power") or {}).get("power_mean_mw")
+        power = (r.get("power") or {}).get("power_mw_mean")
         lines.append(
             f"| {name} | {r['backend']} | {r.get('precision') or '—'} | {r.get('device') or '—'} "
             f"| {r.get('threads') or '—'} | {lat['median']:.2f} | {_cell(lat.get('p90'))} "
