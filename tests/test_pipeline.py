@@ -73,3 +73,7 @@ def test_run_litemedsam_with_busi_subset(busi, tmp_path):
     assert ev["onnxruntime"]["agreement_miou"] > 0.99
     assert report["sample_agreement"]["agreement_miou"] > 0.99
     assert (out / "eval_torch.json").is_file() and (out / "eval_onnxruntime.json").is_file()
+    int8 = report["int8"]["eval"]  # w8a8-ptq4sam in onnxruntime vs the FP32 ONNX
+    assert int8["instances"] == 8 and int8["agreement_miou"] > 0.9
+    assert abs(int8["miou"] - ev["onnxruntime"]["miou"]) < 0.03
+    assert (out / "eval_int8.json").is_file() and (out / "report.png").is_file()
