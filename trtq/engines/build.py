@@ -41,6 +41,7 @@ from trtq.engines.tensorrt_api import (
     network_inputs,
     network_layers,
     parse_onnx,
+    serialize_network,
 )
 from trtq.engines.versions import module_version
 from trtq.errors import ArtifactError, BackendError
@@ -139,10 +140,11 @@ def fp16_onnx_path(engine: Path) -> Path:
     return engine.with_name(stem + ("" if stem.endswith(".fp16") else ".fp16") + ".onnx")
 
 
-def onnx_to_build(onnx_path: Path, engine: Path, precision: str, strongly_typed: bool,
-                  force: bool) -> Path:
-    """The ONNX to parse for this precision: checked, and converted to FP16 where needed."""
-    qdq, fp16, _ = onnx_content(onnx_path)
+def onnx_to_build(onnx_path: Path, content: OnnxContent, engine: Path, precision: str,
+                  strongly_typed: bool, force: bool) -> Path:
+    """The ONNX to parse for this precision (`content` is `onnx_content(onnx_path)`), converted
+    to FP16 where needed."""
+    qdq, fp16, _ = content
     if precision == "int8" and not qdq:
         raise ArtifactError(f"{onnx_path} has no Q/DQ nodes, so there is nothing to build in "
                             "INT8; export it with `trtq export --calibrated DIR`, or build "
@@ -197,9 +199,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
                       else options.strongly_typed)
     if options.dla_core is not None:
         check_dla(version, options.dla_core, None, jetson_module())
-    onnx_built = onnx_to_build(onnx_path, engine, options.precision, strongly_typed, force)
+    content = onnx_content(onnx_path)  # checked once; the FP16 conversion refuses LogQuant
+    onnx_built = onnx_to_build(onnx_path, content, engine, options.precision, strongly_typed,
+                               force)
     provenance = _onnx_provenance(onnx_path)
-    plugins, served = logquant_plugin(trt, onnx_content(onnx_built), options.plugins)
+    plugins, served = logquant_plugin(trt, content, options.plugins)
     options = replace(options, plugins=tuple(plugins))
     parsed = parse_onnx(onnx_built, trt, strongly_typed=options.strongly_typed,
                         plugins=options.plugins)
@@ -207,14 +211,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     dtypes = Counter(layer.output_dtypes[0] if layer.output_dtypes else "NONE"
                      for layer in network_layers(parsed))
     config = configure(parsed, options, profile)
-    start_msg, start = len(parsed.logger.messages), time.perf_counter()
-    plan = parsed.builder.build_serialized_network(parsed.network, config)
+    start = time.perf_counter()
+    plan = serialize_network(parsed, config)
     seconds = time.perf_counter() - start
-    if plan is None:
-        listing = "\n  ".join(parsed.logger.errors(start_msg) or ["(the builder logged no error)"])
-        raise BackendError(f"{version.label} could not build {onnx_built}:\n  {listing}\n"
-                           "(out of memory on a small Jetson? lower --workspace, close other "
-                           "processes or add swap)")
     with atomic_output(engine, force) as tmp:
         tmp.write_bytes(memoryview(plan))
     if options.timing_cache:

@@ -235,11 +235,16 @@ def build_serialized(source: str | os.PathLike | ParsedNetwork, *, precision: st
     options = BuildOptions(precision=precision, workspace_mib=workspace_mib)
     parsed = source if isinstance(source, ParsedNetwork) else parse_onnx(source, trt)
     config = configure(parsed, options, resolve_profile(network_inputs(parsed), shapes))
+    return bytes(serialize_network(parsed, config))
+
+
+def serialize_network(parsed: ParsedNetwork, config) -> memoryview:
+    """Build the serialized engine (plan); a failed build raises with the builder's errors."""
     start = len(parsed.logger.messages)
     plan = parsed.builder.build_serialized_network(parsed.network, config)
     if plan is None:
         listing = "\n  ".join(parsed.logger.errors(start) or ["(the builder logged no error)"])
-        raise BackendError(f"{parsed.flavour} {parsed.version} could not build {parsed.path}"
-                           f"{'' if workspace_mib is None else f' in {workspace_mib} MiB'}:"
-                           f"\n  {listing}")
-    return bytes(memoryview(plan))
+        raise BackendError(f"{parsed.flavour} {parsed.version} could not build {parsed.path}:"
+                           f"\n  {listing}\n(out of memory on a small Jetson? lower --workspace, "
+                           "close other processes or add swap)")
+    return memoryview(plan)

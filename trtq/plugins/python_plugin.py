@@ -33,6 +33,7 @@ import numpy as np
 
 from trtq.engines.tensorrt_api import flavour_of
 from trtq.errors import ArtifactError, BackendError
+from trtq.plugins import plugin_dir
 from trtq.plugins.kernel import SOURCE_DIR, KernelLibrary, build_kernel_library
 
 log = logging.getLogger("trtq.plugins")
@@ -124,12 +125,6 @@ def field_collection(trt, fields: LogQuantFields | None = None):
 
 # --- the kernel library, found or built when an engine runs --------------------------------
 
-def plugin_cache_dir() -> Path:
-    """$TRTQ_CACHE/plugins, else ~/.cache/trtq/plugins."""
-    root = os.environ.get("TRTQ_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "trtq") / "plugins"
-
-
 def _source_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(SOURCE_DIR.iterdir()):
@@ -149,7 +144,7 @@ def kernel_library_path(explicit: str | os.PathLike | None = None) -> Path:
                 raise ArtifactError(f"{source}={path} does not exist; build it with "
                                     "trtq.plugins.kernel.build_kernel_library, or unset it")
             return path
-    cached = plugin_cache_dir() / f"liblogquant_kernel-{_source_digest()}.so"
+    cached = plugin_dir() / f"liblogquant_kernel-{_source_digest()}.so"
     if not cached.is_file():
         log.info("building the LogQuant kernel library into %s", cached)
         build_kernel_library(cached)
@@ -195,7 +190,7 @@ def rtx_alias_dir(trt) -> Path:
     if target is None:
         raise BackendError(f"{trt.__name__} is imported but no libtensorrt_rtx.so.* is mapped "
                            "in this process; reinstall tensorrt-rtx-cu13-libs")
-    folder = plugin_cache_dir() / f"tensorrt_rtx-{trt.__version__}"
+    folder = plugin_dir() / f"tensorrt_rtx-{trt.__version__}"
     link = folder / RTX_LIBRARY_NAME
     if not (link.is_symlink() and Path(os.readlink(link)) == target):
         folder.mkdir(parents=True, exist_ok=True)
