@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from trtq.cli import _LATER, build_parser, main
+from trtq.cli import build_parser, main
 
 COMMANDS = ["eval", "export", "bench", "run", "calibrate", "build", "inspect", "deploy"]
 HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "tensorrt_rtx", "cuda", "PIL", "numpy")
@@ -30,14 +30,6 @@ def test_help_imports_no_heavy_dependency():
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
     for cmd in COMMANDS:
         assert cmd in out.stdout
-
-
-@pytest.mark.parametrize("cmd", sorted(_LATER))
-def test_later_commands_say_they_come_later(cmd, capsys):
-    assert main([cmd, "--anything"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"trtq: error: `trtq {cmd}` is not available yet")
-    assert "\n" not in err
 
 
 def test_run_help_mentions_defaults():

@@ -20,11 +20,6 @@ DEFAULT_MODEL = "litemedsam"
 MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit_h, "
               "or a tiny_* test config (default: %(default)s)")
 
-_LATER = {
-    "deploy": "push, build and benchmark on a Jetson over SSH (coming with Jetson deployment)",
-}
-
-
 def _count(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -274,10 +269,49 @@ def _add_run(sub) -> None:
     _force_arg(p)
 
 
-def _add_later(sub, name: str, summary: str) -> None:
-    p = sub.add_parser(name, help=f"[not yet available] {summary}",
-                       description=f"Not available yet: {summary}.")
-    p.set_defaults(later=True)
+def _add_deploy(sub) -> None:
+    p = sub.add_parser(
+        "deploy", help="push, build and benchmark on a Jetson over SSH; pull the report back",
+        description="Detect the Jetson (module, L4T/JetPack, TensorRT, DLA, memory, disk), push "
+        "the ONNX models, the LogQuant plugin sources and a runner, build the plugin and the "
+        "engines there (trtq if installed, else trtexec), benchmark them with trtexec while "
+        "tegrastats samples power, and pull logs, sidecars and the report into --out. Uses the "
+        "system ssh and rsync; transfers resume and are checked by SHA-256.")
+    p.add_argument("--host", required=True, help="user@jetson, or a Host from ~/.ssh/config")
+    p.add_argument("--port", type=POSITIVE, help="SSH port (default: ssh's, usually 22)")
+    p.add_argument("--key", metavar="FILE", help="private key file (ssh -i)")
+    p.add_argument("--ssh-config", metavar="FILE", help="ssh_config file to use (ssh -F)")
+    p.add_argument("--ssh-option", action="append", metavar="KEY=VALUE",
+                   help="extra ssh -o option, e.g. ProxyJump=gateway (repeatable)")
+    p.add_argument("--onnx", action="append", required=True, metavar="PATH",
+                   help="an .onnx file, a `trtq export` folder or a `trtq run` folder "
+                   "(repeatable); Q/DQ models build as INT8, others as the FP16 baseline")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="local results folder (report.json, report.md, device/, engines/)")
+    p.add_argument("--remote-dir", default="trtq-deploy", metavar="DIR",
+                   help="folder on the device, relative to the login's home "
+                   "(default: %(default)s)")
+    p.add_argument("--iterations", type=POSITIVE, default=100,
+                   help="trtexec --iterations (default: %(default)s)")
+    p.add_argument("--duration", type=NON_NEGATIVE, default=10, metavar="S",
+                   help="trtexec --duration in seconds (default: %(default)s)")
+    p.add_argument("--dla", type=NON_NEGATIVE, metavar="CORE",
+                   help="build for this DLA core with GPU fallback (AGX Orin, Orin NX)")
+    p.add_argument("--workspace", type=POSITIVE, metavar="MIB", help="builder workspace, MiB")
+    p.add_argument("--reserve-mib", type=NON_NEGATIVE, default=512,
+                   help="device disk to leave free after the deploy (default: %(default)s)")
+    p.add_argument("--bwlimit", type=POSITIVE, metavar="KIB_S",
+                   help="cap transfers at this many KiB/s (rsync --bwlimit)")
+    p.add_argument("--no-trtq", action="store_true",
+                   help="build with trtexec even where trtq is installed on the device")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every command a deploy would run; only the read-only probe "
+                   "connects (none with --jetpack)")
+    p.add_argument("--jetpack", metavar="X.Y",
+                   help="with --dry-run: plan for this JetPack without connecting")
+    p.add_argument("--module", default="NVIDIA Jetson (module not probed)",
+                   help="with --jetpack: the module name to plan for, e.g. 'Jetson Orin Nano'")
+    _force_arg(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,8 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_bench(sub)
     _add_run(sub)
-    for name, summary in _LATER.items():
-        _add_later(sub, name, summary)
+    _add_deploy(sub)
     return parser
 
 
@@ -326,14 +359,10 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in _LATER:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     args.progress = not args.quiet and sys.stderr.isatty()
     try:
-        if args.command in _LATER:
-            raise TrtqError(f"`trtq {args.command}` is not available yet: {_LATER[args.command]}")
         module = importlib.import_module(f"trtq.commands.{args.command}_cmd")
         return module.run(args) or 0
     except TrtqError as exc:
