@@ -1,2 +1,2 @@
-"""Jetson deployment over SSH: push, build on the device, benchmark, pull the report back.
-Arrives with the deployment issue."""
+"""Jetson deployment over SSH (`trtq deploy`): probe the device, push the models, build and
+benchmark there, pull the results and write the report. Entry point: `deploy.deploy`."""
