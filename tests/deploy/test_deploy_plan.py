@@ -220,3 +220,25 @@ def test_probe_reads_the_power_mode():
     facts = parse_probe(_probe_output(jetson_clocks_show=locked))
     assert facts.power_mode["jetson_clocks"]["locked"] is True
     assert "nvpmodel not found" in facts.power_mode["nvpmodel_reason"]
+
+
+def test_plugin_models_get_the_plugin_library_and_its_checks(tiny_onnx, tmp_path):
+    from dataclasses import replace
+
+    from trtq.deploy.deploy import DeployConfig, check_device
+
+    job = replace(plan.gather_jobs([tiny_onnx])[1], logquant=True)
+    argv = plan.build_argv(job, parse_version("10.3"), "trtexec", "", plan.BenchSettings())
+    assert "--staticPlugins=plugin/lib/liblogquant_trt.so" in argv
+    old = plan.bench_argv(job, parse_version("8.5.2"), "trtexec", plan.BenchSettings())
+    assert "--plugins=plugin/lib/liblogquant_trt.so" in old  # 8.5 has no --staticPlugins
+    cfg = DeployConfig(target=SshTarget("a@b"), onnx=(), out=tmp_path)
+    facts = parse_probe(_probe_output(nvcc="/usr/local/cuda/bin/nvcc"))
+    check_device(facts, [job], cfg)  # TensorRT 10.3 with nvcc and cmake: fine
+    with pytest.raises(TrtqError, match="lacks nvcc"):
+        check_device(parse_probe(_probe_output()), [job], cfg)
+    jp60 = parse_probe(_probe_output(tensorrt_header="8.6.2.3", nvcc="/usr/bin/nvcc"))
+    with pytest.raises(TrtqError, match="no IPluginV3.*--logquant onnx"):
+        check_device(jp60, [job], cfg)
+    with pytest.raises(TrtqError, match="no DLA cores"):
+        check_device(facts, [job], replace(cfg, bench=plan.BenchSettings(dla_core=0)))

@@ -8,7 +8,6 @@ plugin → per model: build, benchmark → manifest → pull and verify → loca
 from __future__ import annotations
 
 import logging
-import shlex
 import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -182,13 +181,9 @@ def push(cfg: DeployConfig, remote: Remote, jobs: list[plan.Job]) -> TransferSta
         else:
             source = f"{stage}/"
         stats = rsync(remote, source, destination, what, cfg.bwlimit_kib)
+        pushed = remote_sums(remote, _remote(cfg), names, "verify the pushed files")
         if not remote.dry_run:
-            verify(local_sums(stage, names),
-                   remote_sums(remote, _remote(cfg), names, "verify the pushed files"),
-                   "push")
-        else:
-            remote.run("verify the pushed files", _in_dir(cfg, "sha256sum -- " + " ".join(
-                shlex.quote(n) for n in names)))
+            verify(local_sums(stage, names), pushed, "push")
     return stats
 
 
