@@ -158,7 +158,9 @@ def load(opts):
     if not engine.is_file():
         return fail(f"Error opening engine file: {engine}")
     plan = engine.read_bytes()
-    if not plan.startswith(MAGIC) or len(plan) != len(MAGIC) + 65:
+    standin = plan.startswith(MAGIC) and len(plan) == len(MAGIC) + 65
+    real = plan[:4] in (b"ftrt", b"vtrt")  # a real plan (vtrt: TensorRT-RTX, seen here)
+    if not (standin or real):
         return fail("Error[1]: IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
                     "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG "
                     "failed.)")

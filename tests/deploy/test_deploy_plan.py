@@ -152,7 +152,7 @@ def test_jobs_from_an_export_folder(tiny_onnx):
     argv = plan.build_argv(decoder, parse_version("10.3"), "/usr/src/tensorrt/bin/trtexec", "",
                            plan.BenchSettings())
     assert argv[:3] == ["/usr/src/tensorrt/bin/trtexec", "--onnx=inputs/decoder.fp16.onnx",
-                        "--saveEngine=engines/decoder.fp16.engine.partial"]
+                        "--saveEngine=engines/decoder.fp16.partial/decoder.fp16.engine"]
     assert "--fp16" in argv and "--maxShapes=boxes:16x4" in argv and "--skipInference" in argv
     bench = plan.bench_argv(decoder, parse_version("10.3"), "trtexec",
                             plan.BenchSettings(iterations=7, duration_s=2))

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.deploy.loopback import DroppingProxy
 from trtq.artifacts import sha256_file
 from trtq.cli import main
 from trtq.deploy.deploy import DeployConfig, deploy, probe
+from trtq.deploy.plan import BenchSettings
 from trtq.deploy.ssh import Remote, Retry, SshTarget
 from trtq.deploy.transfer import PARTIAL_DIR, rsync, rsync_argv
 from trtq.errors import TrtqError
@@ -91,6 +93,7 @@ def test_full_deploy_int8_and_fp16(loopback, tiny_run_folder, tmp_path, capsys):
     assert "--int8 --fp16" in build_log and "--skipInference" in build_log
     # nothing half-written on either side
     assert not [f for f in _files(remote) + pulled if f.endswith(".partial")]
+    assert not list(remote.rglob("*.partial"))  # no build folder left either
     assert not (out / "device" / PARTIAL_DIR).exists()
 
     # a second deploy refuses to overwrite the report; with --force the engines are reused
@@ -243,3 +246,30 @@ def test_remote_command_is_retried_after_the_connection_drops(loopback, tmp_path
         killer.cancel()
     assert remote.tries["a long step"] == 2
     assert marker.read_text().count("x") == 2
+
+
+def test_builds_with_trtq_where_the_device_has_it(loopback, tiny_onnx, tmp_path, trt):
+    """The device's trtq (this checkout, building with TensorRT-RTX ahead of time) builds the
+    engines; its sidecars come back; the stand-in trtexec benchmarks the real plans."""
+    wrapper = loopback.device_root / "usr" / "local" / "bin" / "trtq"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m trtq "$@"\n')
+    wrapper.chmod(0o755)
+    remote = tmp_path / "remote"
+    try:
+        cfg = DeployConfig(target=_target(loopback), onnx=(tiny_onnx,), out=tmp_path / "out",
+                           remote_dir=str(remote), bench=BenchSettings(iterations=5,
+                                                                       duration_s=0))
+        result = deploy(cfg, retry=FAST)
+    finally:
+        wrapper.unlink()
+    assert result.facts.trtq == str(wrapper)
+    for model in result.report["models"]:
+        engine = remote / "engines" / f"{model['name']}.engine"
+        assert engine.read_bytes()[:4] in (b"vtrt", b"ftrt")  # a real plan
+        build_log = (tmp_path / "out" / "device" / f"{model['name']}.build.log").read_text()
+        assert f"built engines/{model['name']}.partial/{engine.name}" in build_log
+        sidecar = json.loads((tmp_path / "out" / "device" /
+                              f"{model['name']}.engine.json").read_text())
+        assert sidecar["sha256"] == model["engine_sha256"] == sha256_file(engine)
+        assert sidecar["inputs"]["onnx"] == model["onnx_sha256"]

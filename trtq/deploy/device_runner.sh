@@ -1,6 +1,6 @@
 #!/bin/sh
 # trtq deploy's runner on the device. Run from the deploy folder:
-#   sh bin/trtq-device.sh build NAME ONNX -- COMMAND...   COMMAND writes engines/NAME.engine.partial
+#   sh bin/trtq-device.sh build NAME ONNX -- COMMAND...   COMMAND writes engines/NAME.partial/NAME.engine
 #   sh bin/trtq-device.sh bench NAME TEGRASTATS -- COMMAND...   ('' = no tegrastats)
 #   sh bin/trtq-device.sh plugin SRC_DIR OUT_DIR
 #   sh bin/trtq-device.sh manifest
@@ -8,15 +8,31 @@
 # connection or a failed step never leaves a half-written engine, log or result behind. A
 # failed step keeps its log as results/NAME.STEP.log.failed and prints its last lines.
 set -u
-mkdir -p engines results
+mkdir -p engines results run
 
 fail() {  # fail NAME STEP STATUS: keep the log, drop the other partial outputs
   log="results/$1.$2.log"
   [ -f "$log.partial" ] && mv -f "$log.partial" "$log.failed"
-  rm -f results/"$1".*.partial engines/"$1".engine.partial engines/"$1".engine.partial.json
+  rm -rf results/"$1".*.partial engines/"$1".partial "run/$1.$2.pgid"
   echo "trtq-device: $2 of $1 failed (status $3); last lines of $log.failed:" >&2
   tail -n 25 "$log.failed" >&2 2>/dev/null
   exit 1
+}
+
+claim() {  # claim NAME STEP: stop a run of the same step left behind by a dropped connection
+  pidfile="run/$1.$2.pgid"
+  if [ -f "$pidfile" ]; then
+    old=$(cat "$pidfile" 2>/dev/null)
+    if [ -n "$old" ] && kill -0 "-$old" 2>/dev/null; then
+      echo "trtq-device: stopping the earlier $2 of $1 (process group $old)" >&2
+      kill -TERM "-$old" 2>/dev/null
+      i=0
+      while kill -0 "-$old" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+      kill -KILL "-$old" 2>/dev/null
+    fi
+  fi
+  # sshd starts each command in its own session, so our process group is this step's processes
+  awk '{print $5}' "/proc/$$/stat" > "$pidfile"
 }
 
 publish() {  # publish NAME: every results/NAME.*.partial becomes its final name
@@ -34,23 +50,29 @@ step_build() {
     echo "trtq-device: $engine is up to date"
     return 0
   fi
-  rm -f "$engine" "$engine.source" "$engine.partial"
+  claim "$name" build
+  rm -rf "$engine" "$engine.source" "engines/$name.partial"
+  mkdir -p "engines/$name.partial"  # the build's own folder: the engine, trtq's sidecar, temps
+  built="engines/$name.partial/$name.engine"
   "$@" > "results/$name.build.log.partial" 2>&1 || fail "$name" build $?
-  [ -s "$engine.partial" ] || { echo "no engine written" >> "results/$name.build.log.partial"
-                                fail "$name" build 1; }
-  if [ -f "$engine.partial.json" ]; then  # trtq build's sidecar
-    mv -f "$engine.partial.json" "results/$name.engine.json.partial"
+  [ -s "$built" ] || { echo "no engine written to $built" >> "results/$name.build.log.partial"
+                       fail "$name" build 1; }
+  if [ -f "$built.json" ]; then  # trtq build's sidecar
+    mv -f "$built.json" "results/$name.engine.json.partial"
   fi
-  mv -f "$engine.partial" "$engine"
+  mv -f "$built" "$engine"
+  rm -rf "engines/$name.partial"
   sha256sum "$engine" > "results/$name.engine.sha256.partial"
   wc -c < "$engine" | tr -d ' ' > "results/$name.engine.bytes.partial"
   printf '%s\n' "$want" > "$engine.source"
   publish "$name"
+  rm -f "run/$name.build.pgid"
   echo "trtq-device: built $engine"
 }
 
 step_bench() {
   name="$1"; tegra="$2"; shift 3
+  claim "$name" bench
   pid=""
   if [ -n "$tegra" ]; then
     "$tegra" --interval 100 --logfile "results/$name.tegrastats.log.partial" &
@@ -64,6 +86,7 @@ step_bench() {
   fi
   [ "$status" -eq 0 ] || fail "$name" bench "$status"
   publish "$name"
+  rm -f "run/$name.bench.pgid"
   echo "trtq-device: benchmarked $name"
 }
 

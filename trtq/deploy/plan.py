@@ -115,8 +115,9 @@ def _plugin_flags(job: Job, version: TrtVersion) -> list[str]:
 
 def build_argv(job: Job, version: TrtVersion, trtexec: str, trtq: str,
                settings: BenchSettings) -> list[str]:
-    """The device command that builds `job`'s engine into engines/NAME.engine.partial."""
-    partial = f"{job.engine}.partial"
+    """The device command that builds `job`'s engine into engines/NAME.partial/NAME.engine (the
+    runner renames it to engines/NAME.engine when the build passes)."""
+    partial = f"engines/{job.name}.partial/{job.name}.engine"
     if trtq:
         argv = [trtq, "build", "--onnx", job.remote_onnx, "--out", partial, "--precision",
                 job.precision, "--force"]

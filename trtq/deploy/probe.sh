@@ -33,7 +33,10 @@ echo "trtexec=$(find_tool trtexec /usr/src/tensorrt/bin/trtexec)"
 echo "tegrastats=$(find_tool tegrastats /usr/bin/tegrastats)"
 echo "nvcc=$(find_tool nvcc /usr/local/cuda/bin/nvcc)"
 echo "cmake=$(command -v cmake 2>/dev/null || true)"
-echo "trtq=$(command -v trtq 2>/dev/null || true)"
+# trtq: on PATH, else pip's --user folder (not on PATH for a non-login ssh command)
+trtq=$(find_tool trtq /usr/local/bin/trtq)
+[ -z "$trtq" ] && [ -x "$HOME/.local/bin/trtq" ] && trtq="$HOME/.local/bin/trtq"
+echo "trtq=$trtq"
 echo "rsync=$(command -v rsync 2>/dev/null || true)"
 echo "sha256sum=$(command -v sha256sum 2>/dev/null || true)"
 # power mode and clock lock (benchmarks mean little without them); multi-line output joined by |
