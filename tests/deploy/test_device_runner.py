@@ -78,3 +78,22 @@ def test_manifest_lists_published_results_only(deploy_dir):
     lines = (deploy_dir / "results/manifest.sha256").read_text().splitlines()
     assert [line.split()[1] for line in lines] == ["a.log"]
     assert _runner(deploy_dir, "bogus").returncode == 2
+
+
+def test_plugin_step_renames_the_library_folder_when_the_build_passes(deploy_dir):
+    """The runner's plugin step with a stand-in build_jetson.sh (the real one needs JetPack's
+    TensorRT headers and libraries): OUT appears whole, and unchanged sources are not rebuilt."""
+    src = deploy_dir / "plugin" / "src"
+    src.mkdir(parents=True)
+    script = src / "build_jetson.sh"
+    script.write_text('mkdir -p "$1"; echo lib > "$1/liblogquant_trt.so"; echo built\n')
+    first = _runner(deploy_dir, "plugin", "plugin/src", "plugin/lib")
+    assert first.returncode == 0, first.stderr
+    assert (deploy_dir / "plugin/lib/liblogquant_trt.so").read_text() == "lib\n"
+    assert (deploy_dir / "results/plugin.build.log").read_text() == "built\n"
+    assert "up to date" in _runner(deploy_dir, "plugin", "plugin/src", "plugin/lib").stdout
+    script.write_text('mkdir -p "$1"; echo half > "$1/liblogquant_trt.so"; exit 4\n')
+    failed = _runner(deploy_dir, "plugin", "plugin/src", "plugin/lib")
+    assert failed.returncode == 1 and "build of plugin failed (status 4)" in failed.stderr
+    assert (deploy_dir / "plugin/lib/liblogquant_trt.so").read_text() == "lib\n"  # untouched
+    assert not (deploy_dir / "plugin/lib.partial").exists()

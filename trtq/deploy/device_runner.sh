@@ -98,8 +98,12 @@ step_plugin() {
     return 0
   fi
   rm -rf "$out.partial"
-  bash "$src/build_jetson.sh" "$out.partial" > results/plugin.build.log.partial 2>&1 \
-    || fail plugin build $?
+  status=0
+  bash "$src/build_jetson.sh" "$out.partial" > results/plugin.build.log.partial 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    rm -rf "$out.partial"
+    fail plugin build "$status"
+  fi
   rm -rf "$out"
   mv "$out.partial" "$out"
   cat "$src"/* | sha256sum > "$out/.source"
