@@ -185,19 +185,25 @@ def test_refuses_when_the_device_disk_is_too_small(loopback, tiny_onnx, tmp_path
 def test_clear_errors_for_wrong_host_and_bad_key(loopback, tiny_onnx, tmp_path, capsys, case):
     from tests.deploy.loopback import free_port
 
-    argv = _argv(loopback, tiny_onnx, tmp_path / "out", tmp_path / "remote",
-                 port=free_port() if case == "refused" else None,
-                 key=loopback.bad_key if case == "bad_key" else None)
-    if case == "unknown_host":
-        argv[argv.index("--host") + 1] = "nvidia@trtq-no-such-jetson.invalid"
-    started = time.monotonic()
+    port = free_port() if case == "refused" else None
+    key = loopback.bad_key if case == "bad_key" else None
+    argv = _argv(loopback, tiny_onnx, tmp_path / "out", tmp_path / "remote", port=port, key=key)
+    host = "nvidia@trtq-no-such-jetson.invalid" if case == "unknown_host" else loopback.host
+    argv[argv.index("--host") + 1] = host
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     expected = {"refused": "nothing listens for SSH", "unknown_host": "cannot resolve",
                 "bad_key": "ssh-copy-id"}[case]
     assert err.startswith("trtq: error:") and expected in err
-    assert time.monotonic() - started < 20  # permanent errors are not retried
     assert not (tmp_path / "remote").exists()
+    # permanent errors are not retried: one try only
+    target = SshTarget(host, port=port or loopback.port, key=str(key or loopback.key),
+                       config=str(loopback.ssh_config))
+    remote = Remote(target, retry=FAST)
+    cfg = DeployConfig(target=target, onnx=(), out=tmp_path, remote_dir=str(tmp_path / "r"))
+    with pytest.raises(TrtqError, match=expected):
+        probe(cfg, remote)
+    assert remote.tries == {"detect the device (read-only)": 1}
 
 
 def test_missing_trtexec_is_refused_before_the_push(loopback, tiny_onnx, tmp_path, capsys):
