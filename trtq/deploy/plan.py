@@ -10,6 +10,7 @@ The device folder (relative to the login's home unless absolute):
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +152,4 @@ def bench_argv(job: Job, version: TrtVersion, trtexec: str, settings: BenchSetti
 
 def runner_command(step: str, *args: str) -> str:
     """`sh bin/trtq-device.sh STEP ARGS...` as one quoted shell line."""
-    import shlex
-
     return shlex.join(["sh", RUNNER, step, *args])

@@ -98,11 +98,10 @@ class SshTarget:
 
     def explain(self, stderr: str, status: int) -> RemoteError:
         """An ssh failure (status 255) as an error with the fix, transient or not."""
-        where = self.host.rpartition("@")[2]
         for needle, message in _PERMANENT:
             if needle.lower() in stderr.lower():
                 text = message.format(host=self.host, port=self.port or 22,
-                                      key=self.key or "(ssh's default keys)", where=where)
+                                      key=self.key or "(ssh's default keys)")
                 return RemoteError(f"{text}. ssh said: {_last_line(stderr)}", status=status)
         return RemoteError(f"the connection to {self.host} failed or dropped: "
                            f"{_last_line(stderr) or 'no message'}", transient=True, status=status)

@@ -78,14 +78,15 @@ def rsync(remote: Remote, source: str, destination: str, what: str,
     remote.record(what, argv)
     if remote.dry_run:
         return TransferStats()
-    total = TransferStats()
+    tries = 0
 
     def attempt() -> TransferStats:
-        total.tries += 1
+        nonlocal tries
+        tries += 1
         return _rsync_once(remote, argv, what)
 
     stats = remote.retry.run(what, attempt)
-    stats.tries = total.tries
+    stats.tries = tries
     return stats
 
 
