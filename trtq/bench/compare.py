@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trtq.bench.report import format_cell as _fmt
 from trtq.errors import ArtifactError, DataError
 
 log = logging.getLogger("trtq.bench")
@@ -229,10 +230,6 @@ def compare(entries: Sequence[Entry], baseline: str | None = None,
     metrics = [m for m in ACCURACY_METRICS if any(m in (r["accuracy"] or {}) for r in rows)]
     return {"baseline": base.label, "device": devices[0] if len(devices) == 1 else None,
             "devices": devices, "accuracy_metrics": metrics, "entries": rows}
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def _power_cell(row: Mapping[str, Any]) -> str:

@@ -7,6 +7,11 @@ def format_mib(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f}"
 
 
+def format_cell(value: float | None, spec: str) -> str:
+    """A Markdown table cell: the value in format `spec`, or an em dash when it is missing."""
+    return "—" if value is None else format(value, spec)
+
+
 def _cell(value, fmt: str = "{:.2f}") -> str:
     return "—" if value is None else fmt.format(value)
 

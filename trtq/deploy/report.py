@@ -14,6 +14,7 @@ from pathlib import Path
 
 from trtq.artifacts import sha256_file, write_json, write_text
 from trtq.bench.jetson_power_mode import warnings as power_warnings
+from trtq.bench.report import format_cell as _cell
 from trtq.bench.tegrastats import parse_line, summarize
 from trtq.bench.trtexec_parse import parse_trtexec_log, to_bench_record
 from trtq.errors import ArtifactError, DataError
@@ -77,10 +78,6 @@ def _ratios(rows: list[dict]) -> list[dict]:
                     "int8_energy_ratio": energy[1] / energy[0] if all(energy) else None,
                     "int8_size_ratio": size[1] / size[0] if all(size) else None})
     return out
-
-
-def _cell(value, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def markdown(report: dict) -> str:
