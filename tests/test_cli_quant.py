@@ -9,10 +9,10 @@ import pytest
 from trtq.cli import main
 
 
-def test_calibrate_export_inspect_eval(busi, tmp_path, capsys):
+def test_calibrate_export_inspect_eval(synthetic_coco, tmp_path, capsys):
     cal = tmp_path / "cal"
-    args = ["calibrate", "--model", "tiny_litemedsam", "--calib-data", str(busi), "--split",
-            "calib", "--num-images", "2", "--observer", "minmax", "--out", str(cal)]
+    args = ["calibrate", "--model", "tiny_litemedsam", "--calib-data", str(synthetic_coco),
+            "--split", "calib", "--num-images", "2", "--observer", "minmax", "--out", str(cal)]
     assert main(args) == 0
     meta = json.loads((cal / "quant_state.pt.json").read_text())
     assert meta["images"] == 2 and meta["boxes"] >= 2 and meta["quantizers_on"] > 150
@@ -28,8 +28,9 @@ def test_calibrate_export_inspect_eval(busi, tmp_path, capsys):
     assert result["lint_errors"] == [] and result["int8_mac_coverage"] > 0.9
     assert result["int8_mac_coverage_of_recipe"] == 1.0
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", "tiny_litemedsam", "--data", str(busi), "--split", "val",
-                 "--limit", "2", "--calibrated", str(cal), "--out", str(out)]) == 0
+    assert main(["eval", "--model", "tiny_litemedsam", "--data", str(synthetic_coco),
+                 "--split", "val", "--limit", "2", "--calibrated", str(cal),
+                 "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["recipe"] == "w8a8" and record["target"] == "tensorrt"
     assert record["instances"] >= 2 and 0.0 <= record["miou"] <= 1.0
@@ -38,8 +39,8 @@ def test_calibrate_export_inspect_eval(busi, tmp_path, capsys):
     assert "calibrated for 'tiny_litemedsam'" in capsys.readouterr().err
 
 
-def test_calibrate_refuses_an_eval_split(busi, tmp_path, capsys):
-    assert main(["calibrate", "--model", "tiny_litemedsam", "--calib-data", str(busi),
+def test_calibrate_refuses_an_eval_split(synthetic_coco, tmp_path, capsys):
+    assert main(["calibrate", "--model", "tiny_litemedsam", "--calib-data", str(synthetic_coco),
                  "--split", "val", "--out", str(tmp_path / "c")]) == 2
     assert "evaluation split" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
@@ -68,11 +69,11 @@ def test_bad_recipe_and_missing_state(tmp_path, capsys):
     assert "--calibrated" in capsys.readouterr().err
 
 
-def test_calibrate_ptq4sam_prints_big_and_exports_both_logquant_forms(busi, tmp_path, capsys,
-                                                                     monkeypatch):
+def test_calibrate_ptq4sam_prints_big_and_exports_both_logquant_forms(synthetic_coco, tmp_path,
+                                                                     capsys, monkeypatch):
     cal = tmp_path / "cal"
     assert main(["calibrate", "--model", "tiny_litemedsam-bimodal", "--recipe", "w8a8-ptq4sam",
-                 "--calib-data", str(busi), "--split", "calib", "--num-images", "1",
+                 "--calib-data", str(synthetic_coco), "--split", "calib", "--num-images", "1",
                  "--out", str(cal)]) == 0
     out = capsys.readouterr().out
     assert "BIG (bimodal K detection" in out

@@ -27,8 +27,8 @@ T2I = ("mask_decoder.transformer.layers.0.cross_attn_token_to_image",
 
 
 @pytest.fixture(scope="module")
-def sample(busi):
-    return calibration_samples(busi, "calib", 1)[0]
+def sample(synthetic_coco):
+    return calibration_samples(synthetic_coco, "calib", 1)[0]
 
 
 def test_detection_counts_kde_peaks():

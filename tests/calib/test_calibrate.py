@@ -31,8 +31,8 @@ def _outputs(model):
 
 
 @pytest.fixture(scope="module")
-def samples(busi):
-    return calibration_samples(busi, "calib", 2)
+def samples(synthetic_coco):
+    return calibration_samples(synthetic_coco, "calib", 2)
 
 
 def test_installed_modules_keep_keys_and_off_is_bitwise_fp32():
@@ -116,14 +116,15 @@ def test_no_data_is_an_error():
         calibrate(load_model("tiny_litemedsam"), get_recipe("w8a8"), [])
 
 
-def test_calibration_samples_from_coco_and_folder(busi, tmp_path):
-    samples = calibration_samples(busi, "calib", 3)
+def test_calibration_samples_from_coco_and_folder(synthetic_coco, tmp_path):
+    samples = calibration_samples(synthetic_coco, "calib", 3)
     assert len(samples) == 3 and all(s.boxes.shape[1] == 4 for s in samples)
+    assert [len(s.boxes) for s in samples] == [2, 1, 2]  # the annotations' boxes, per image
     with pytest.raises(DataError, match="evaluation split"):
-        calibration_samples(busi, "val", 3)
-    assert len(calibration_samples(busi, "val", 1, allow_eval_split=True)) == 1
+        calibration_samples(synthetic_coco, "val", 3)
+    assert len(calibration_samples(synthetic_coco, "val", 1, allow_eval_split=True)) == 1
     with pytest.raises(DataError, match="--split"):
-        calibration_samples(busi)
+        calibration_samples(synthetic_coco)
     from PIL import Image
 
     Image.new("RGB", (40, 30), (10, 20, 30)).save(tmp_path / "a.png")

@@ -23,8 +23,8 @@ LAYERS = ["image_encoder.layers.1.blocks.0.attn.qkv", "image_encoder.layers.1.bl
 
 
 @pytest.fixture(scope="module")
-def samples(busi):
-    return calibration_samples(busi, "calib", 2)
+def samples(synthetic_coco):
+    return calibration_samples(synthetic_coco, "calib", 2)
 
 
 def _record(samples, loss=mask_loss, recipe="w8a8-hessian", rows=128):

@@ -38,10 +38,11 @@ def loopback(tmp_path_factory, device_root) -> Iterator[Loopback]:
 
 
 @pytest.fixture(scope="session")
-def tiny_run_folder(tiny_onnx, calibrate_export, busi, tmp_path_factory) -> Path:
+def tiny_run_folder(tiny_onnx, calibrate_export, synthetic_coco, tmp_path_factory) -> Path:
     """A `trtq run`-shaped folder: tiny FP32 export (→ FP16) and its W8A8 Q/DQ export."""
     root = tmp_path_factory.mktemp("tiny_run")
     shutil.copytree(tiny_onnx, root / "onnx")
-    int8 = calibrate_export("tiny_litemedsam", "w8a8", busi, tmp_path_factory.mktemp("tiny_int8"))
+    int8 = calibrate_export("tiny_litemedsam", "w8a8", synthetic_coco,
+                            tmp_path_factory.mktemp("tiny_int8"))
     shutil.copytree(int8, root / "onnx-int8-tensorrt")
     return root

@@ -20,9 +20,9 @@ def test_the_deployable_list_covers_each_family():
 
 @pytest.mark.slow  # about 2-4 min on 2 cores; CI runs the slow tests after the default suite
 @pytest.mark.parametrize("recipe", DEPLOYABLE)
-def test_recipe_builds_int8_engines(trt, busi, tmp_path, record_build, calibrate_export,
+def test_recipe_builds_int8_engines(trt, synthetic_coco, tmp_path, record_build, calibrate_export,
                                     recipe):
-    onnx_dir = calibrate_export("tiny_litemedsam", recipe, busi, tmp_path)
+    onnx_dir = calibrate_export("tiny_litemedsam", recipe, synthetic_coco, tmp_path)
     sizes = []
     for part in ("encoder", "decoder"):
         result = build_engine(onnx_dir / f"{part}.onnx", tmp_path / f"{part}.int8.engine",
