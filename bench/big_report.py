@@ -14,7 +14,7 @@ import sys
 
 def table(model_name: str, data: str, split: str, bits: int) -> str:
     from trtq.calib.big import apply_big
-    from trtq.calib.calibrate import run_sample
+    from trtq.calib.tasks import run_sample
     from trtq.data.calibration import calibration_samples
     from trtq.models import load_model
     from trtq.recipes import BigOptions

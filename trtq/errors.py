@@ -23,3 +23,7 @@ class ArtifactError(TrtqError):
 
 class BackendError(TrtqError):
     """An optional backend (onnxruntime, TensorRT, CUDA) is missing or refused the input."""
+
+
+class CalibrationError(TrtqError):
+    """Calibration could not produce a usable quantizer (or a quant state does not fit)."""

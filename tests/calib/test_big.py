@@ -9,16 +9,16 @@ import torch
 
 from trtq.calib.big import (
     apply_big,
-    capture,
     channel_signs,
     detect_bimodal,
     find_peaks,
     fold,
     inspect_keys,
 )
-from trtq.calib.calibrate import run_sample
+from trtq.calib.tasks import run_sample
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
+from trtq.models.two_way_transformer import capture_keys as capture
 from trtq.recipes import BigOptions
 
 T2I = ("mask_decoder.transformer.layers.0.cross_attn_token_to_image",

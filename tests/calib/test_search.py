@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from trtq.calib import calibrate, load_quant_state, save_quant_state
-from trtq.calib.calibrate import quantize, run_sample
+from trtq.calib.calibrate import quantize
 from trtq.calib.capture import Recorder
 from trtq.calib.modules import quantizers
 from trtq.calib.search import candidates, search_layer
-from trtq.calib.tasks import SamTask, mask_loss, self_kl_loss
+from trtq.calib.tasks import SamTask, mask_loss, run_sample, self_kl_loss
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
 from trtq.recipes import QuantizerSpec, SearchOptions, get_recipe

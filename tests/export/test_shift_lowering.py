@@ -96,3 +96,36 @@ def test_twin_recipes_are_not_exported(tmp_path):
         export_quantized(model, get_recipe("w8a8-ptq4vit"), ExportSpec("tiny_litemedsam"),
                          tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_bias_fold_simulation_and_export_share_one_weight_grid():
+    """With weight scales that clip (as the Hessian search picks), the folded bias b + Ŵ·c must
+    use the narrow [-127, 127] weights that are simulated and exported (an old export mode
+    folded from weights clamped at −128: 0.0047 off on a bias of 0.91)."""
+    import numpy as np
+
+    from trtq.export.qdq_rewrite import weight_codes
+
+    torch.manual_seed(1)
+    linear = QuantLinear.convert(nn.Linear(64, 32))
+    x = nn.functional.gelu(torch.randn(10, 64) * 2)
+    linear.input_quantizer = _quantizer(8, True, float(x.min()), float(x.max()))
+    wq = linear.weight_quantizer
+    wq.configure(QuantizerSpec(bits=8, axis=0, narrow=True))
+    wq.calibrate_weight(linear.weight)
+    wq.scale = wq.scale * 0.8  # clipping scales: codes beyond ±127 exist
+    wq.enabled = True
+    with torch.no_grad():
+        w_hat = wq(linear.weight)  # simulation
+        codes = torch.round(w_hat / wq.scale[:, None])
+        assert int(codes.min()) == -127 and int(codes.max()) == 127
+        assert float((linear.weight / wq.scale[:, None]).min()) < -128  # would reach −128
+        c = linear.input_quantizer.shift()
+        for q in (linear.input_quantizer, wq):
+            q.export_mode = True
+        linear.prepare_export()
+        assert torch.equal(wq(linear.weight), w_hat)  # export mode: the same grid
+        want = linear.bias + (w_hat * c).sum(1)
+        assert torch.allclose(linear.export_bias, want, atol=1e-6, rtol=0)
+    exported = weight_codes(linear.weight.detach().numpy(), wq.scale.numpy()[:, None])
+    assert np.array_equal(exported, codes.numpy())

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from trtq.calib import logquant_onnx
 from trtq.errors import BackendError
-from trtq.export import logquant_onnx
 from trtq.plugins.kernel import DEFAULT_ARCHS, SOURCE_DIR, KernelLibrary, find_nvcc
 
 PLUGIN_SOURCE = SOURCE_DIR / "logquant_plugin.cpp"

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from trtq.models.two_way_transformer import DecoderAttention
+from trtq.calib.qdq import fake_quant
+from trtq.models.two_way_transformer import DecoderAttention, capture_keys, decoder_attentions
 from trtq.recipes import BigOptions
 
 ATTR = "trtq_big"  # model attribute holding {layer: {"sign": γ, "center": μ}} once folded
@@ -126,32 +127,11 @@ def symmetric_rmse(k: torch.Tensor, bits: int) -> float:
     scale = float(k.abs().max()) / qmax
     if scale == 0:
         return 0.0
-    q = torch.fake_quantize_per_tensor_affine(k.float(), scale, 0, -qmax - 1, qmax)
+    q = fake_quant(k.float(), torch.tensor(scale), torch.tensor(0), -qmax - 1, qmax)
     return float((q - k).pow(2).mean().sqrt())
 
 
 # -- probing and applying ------------------------------------------------------------------------
-def decoder_attentions(model: nn.Module) -> dict[str, DecoderAttention]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, DecoderAttention)}
-
-
-@torch.no_grad()
-def capture(model: nn.Module, probe: Callable[[nn.Module], object]) -> tuple[dict, object]:
-    """K (k_proj's first output) of every decoder attention, and the probe's return value."""
-    keys: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name, attn in decoder_attentions(model).items():
-        def hook(_mod, _inp, out, name=name):
-            keys.setdefault(name, out.detach().clone())
-        hooks.append(attn.k_proj.register_forward_hook(hook))
-    try:
-        result = probe(model)
-    finally:
-        for h in hooks:
-            h.remove()
-    return keys, result
-
-
 @dataclass
 class LayerReport:
     layer: str
@@ -189,7 +169,7 @@ def inspect_keys(keys: dict[str, torch.Tensor], options: BigOptions,
 def apply_big(model: nn.Module, options: BigOptions, probe: Callable[[nn.Module], object],
               bits: int = 8) -> dict:
     """Detect, fold (in place, before quantizers are installed) and report; see module doc."""
-    keys, before = capture(model, probe)
+    keys, before = capture_keys(model, probe)
     if not keys:
         raise ValueError("BIG found no decoder attention to probe (the probe ran no decoder)")
     attns = decoder_attentions(model)
@@ -211,7 +191,7 @@ def apply_big(model: nn.Module, options: BigOptions, probe: Callable[[nn.Module]
         report.k_rmse_after_flip = symmetric_rmse(flipped, bits)
         report.k_rmse_after = symmetric_rmse(after, bits)
     setattr(model, ATTR, folds)
-    _, after_out = capture(model, probe)
+    _, after_out = capture_keys(model, probe)
     change = _max_change(before, after_out)
     return {"options": asdict(options), "layers": [asdict(r) for r in reports],
             "decoder_max_abs_change": change}

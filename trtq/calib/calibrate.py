@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from trtq.calib.modules import install_quant_modules, quantizers, weight_owners
-from trtq.calib.quantizer import CalibrationError
+from trtq.calib.tasks import as_task, run_sample
 from trtq.data.calibration import CalibSample
+from trtq.errors import CalibrationError
 from trtq.recipes import QuantRecipe, recipe_from_dict
+
+__all__ = ["CalibSample", "calibrate", "load_quant_state", "quantize", "read_quant_state",
+           "save_quant_state", "set_enabled"]
 
 log = logging.getLogger("trtq.calib")
 
@@ -38,6 +41,7 @@ def quantize(model: nn.Module, recipe: QuantRecipe) -> dict[str, str]:
     for name, q in quantizers(model):
         spec = recipe.spec_for(name)
         q.configure(spec)
+        q.name = name
         if spec is not None:
             table[name] = spec.describe()
     return table
@@ -47,30 +51,6 @@ def set_enabled(model: nn.Module, enabled: bool) -> None:
     """Turn every configured quantizer on or off (off reproduces the float model exactly)."""
     for _, q in quantizers(model):
         q.enabled = enabled and q.spec is not None and q.scale is not None
-
-
-def run_sample(model: nn.Module, sample: CalibSample):
-    """SAM's encoder on the sample's image, then its box decoder on the sample's boxes;
-    returns the decoder's outputs (None without boxes)."""
-    pre = model.preprocess
-    emb = model.image_encoder(torch.from_numpy(pre.image(sample.rgb)))
-    if sample.boxes is None or not len(sample.boxes):
-        return None
-    boxes = pre.boxes(np.asarray(sample.boxes, dtype=np.float32), sample.rgb.shape[:2])
-    return model.box_decoder()(emb, torch.from_numpy(boxes))
-
-
-def sam_forward_loop(samples: Iterable[CalibSample], progress: Callable | None = None):
-    """A forward loop running `run_sample` on every sample; returns how many ran."""
-
-    def loop(model: nn.Module) -> int:
-        count = 0
-        for sample in progress(samples) if progress else samples:
-            run_sample(model, sample)
-            count += 1
-        return count
-
-    return loop
 
 
 def _big_probe(task) -> Callable:
@@ -128,8 +108,6 @@ def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable
 
     `data`: CalibSamples (SAM), a task (`trtq.calib.tasks`), or a callable forward loop
     (streaming observers only)."""
-    from trtq.calib.tasks import as_task
-
     model.eval()
     task = data if callable(data) else as_task(data)
     if recipe.big is not None:

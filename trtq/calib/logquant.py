@@ -12,7 +12,7 @@ Format, for `bits` b (L = 2^b codes), scale s > 0 (the largest level) and base �
 The thresholds and levels are float32 tables computed once in float64. Where the grid runs
 below the smallest normal float32 (τ = 1 at 7–8 bits, τ = 2 at 8 bits), those thresholds are
 dropped and every value under the last remaining one decodes to 0. The PyTorch reference
-(`log_fake_quant`), the standard-ONNX decomposition (`trtq.export.logquant_onnx`), the
+(`log_fake_quant`), the standard-ONNX decomposition (`trtq.calib.logquant_onnx`), the
 onnxruntime custom op (and the CUDA kernel of the plugin issue) all encode by comparing against
 the same thresholds and decode from the same level table, so they agree bit for bit, however a
 library rounds its log2.
@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+
+from trtq.calib.observers import check_finite
 
 TAUS = (1, 2, 4)
 FLT_MIN = float(np.finfo(np.float32).tiny)  # smallest normal float32
@@ -165,6 +167,9 @@ class AgqObserver:
         self.update_pair(x, None)
 
     def update_pair(self, a: torch.Tensor, v: torch.Tensor | None) -> None:
+        check_finite(a, "activation")
+        if v is not None:
+            check_finite(v, "activation")
         a, v = subsample_rows(a.detach().float(), None if v is None else v.detach().float(),
                               self.max_elements)
         for tau in self.taus:

@@ -68,7 +68,7 @@ class QuantLinear(nn.Linear):
             # Sub(x, c) → symmetric Q/DQ → MatMul, with W·c in the bias (TensorRT-deployable)
             bias = getattr(self, "export_bias", None)
             bias = self.shifted_bias() if bias is None else bias
-            return F.linear(q.shifted_codes(x), self.weight_quantizer(self.weight), bias)
+            return F.linear(q(x), self.weight_quantizer(self.weight), bias)
         return F.linear(q(x), self.weight_quantizer(self.weight), self.bias)
 
 
@@ -134,7 +134,7 @@ class QuantMatMul(MatMul):
         first = self.input_quantizer
         if first.calibrating and first.is_log2:
             # AGQ scores a log2 scale by the error of this matmul's output (V in float)
-            first.observer.update_pair(a, b)
+            first.observe(a, b)
             return torch.matmul(a, self.other_quantizer(b))
         return torch.matmul(first(a), self.other_quantizer(b))
 

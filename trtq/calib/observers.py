@@ -16,7 +16,31 @@ import math
 import numpy as np
 import torch
 
+from trtq.errors import CalibrationError
 from trtq.recipes import QuantizerSpec
+
+
+class NonFiniteError(CalibrationError):
+    """NaN or Inf in a tensor being calibrated. The quantizer fills in `layer` and the
+    calibration loop `image`, so the message names both."""
+
+    def __init__(self, bad: int, total: int, what: str) -> None:
+        super().__init__(what)
+        self.bad, self.total, self.what = bad, total, what
+        self.layer: str | None = None
+        self.image: str | None = None
+
+    def __str__(self) -> str:
+        where = f" on calibration image {self.image}" if self.image else ""
+        return (f"{self.layer or 'a quantizer'}: {self.bad} of {self.total} {self.what} values "
+                f"are NaN or Inf{where}; no range can be calibrated from them (check the "
+                "checkpoint's weights and that image)")
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        raise NonFiniteError(int((~finite).sum()), x.numel(), what)
 
 
 class SignedHistogram:
@@ -72,7 +96,7 @@ def _percentile_range(h: SignedHistogram, lo: float, hi: float, spec: QuantizerS
     edges = (np.arange(2 * h.n + 1) - h.n) * h.width
     low = edges[int(np.searchsorted(cum, (1.0 - q) * cum[-1]))]
     high = edges[int(np.searchsorted(cum, q * cum[-1])) + 1]
-    return max(lo, float(low)), min(hi, float(high))
+    return min(max(lo, float(low)), 0.0), max(min(hi, float(high)), 0.0)
 
 
 def _mse_range(h: SignedHistogram, lo: float, hi: float, spec: QuantizerSpec):
@@ -142,6 +166,7 @@ class ActivationObserver:
 
     def update(self, x: torch.Tensor) -> None:
         x = x.detach().float()
+        check_finite(x, "activation")
         lo, hi = float(x.min()), float(x.max())
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         self.batch_lo.append(lo)
@@ -175,6 +200,7 @@ class ActivationObserver:
 def weight_range(w: torch.Tensor, spec: QuantizerSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (along `spec.axis`) or per-tensor (lo, hi) of a weight tensor."""
     w = w.detach().float()
+    check_finite(w, "weight")
     if spec.axis is None:
         flat = w.reshape(1, -1)
     else:
@@ -208,9 +234,13 @@ def _weight_mse(flat, lo, hi, spec: QuantizerSpec):
 
 
 def range_to_qparams(lo: torch.Tensor, hi: torch.Tensor, spec: QuantizerSpec):
-    """(scale, zero_point) for a range; zero ranges get a harmless positive scale."""
-    lo = torch.as_tensor(lo, dtype=torch.float32)
-    hi = torch.as_tensor(hi, dtype=torch.float32)
+    """(scale, zero_point) for a range; zero ranges get a harmless positive scale.
+
+    The range is widened to contain 0 first: 0 must be exactly representable (padding, ReLU
+    and attention zeros), and an asymmetric range entirely above or below 0 would otherwise
+    put the zero point outside the code range, where it saturates and every value clips."""
+    lo = torch.clamp(torch.as_tensor(lo, dtype=torch.float32), max=0.0)
+    hi = torch.clamp(torch.as_tensor(hi, dtype=torch.float32), min=0.0)
     if spec.symmetric:
         amax = torch.maximum(-lo, hi)
         amax = torch.where(amax > 0, amax, torch.ones_like(amax))

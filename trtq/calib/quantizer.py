@@ -1,9 +1,10 @@
 """`TensorQuantizer`: fake quantization of one tensor, with a calibration mode.
 
 States: off (identity, the default), calibrating (identity while an observer records the
-tensor), and on (fake-quantize with the calibrated scale and zero point). The arithmetic is
-torch's `fake_quantize_per_{tensor,channel}_affine`, which the ONNX exporter writes as a
-QuantizeLinear/DequantizeLinear pair, so the simulated and the exported model round alike.
+tensor), and on (fake-quantize with the calibrated scale and zero point). Uniform quantizers
+use `trtq.calib.qdq.fake_quant`, ONNX QuantizeLinear/DequantizeLinear semantics exactly
+(x / scale, round half to even, saturate), which exports as that pair, so the simulated and the
+exported model round alike.
 
 Other formats: log2 (AGQ, `trtq.calib.logquant`), twin-uniform (PTQ4ViT, `trtq.calib.twin`,
 simulation only), and shifted asymmetric: an asymmetric range computed as a symmetric one on
@@ -18,19 +19,25 @@ import torch
 from torch import nn
 
 from trtq.calib.logquant import AgqObserver
-from trtq.calib.observers import ActivationObserver, range_to_qparams, weight_range
+from trtq.calib.logquant_onnx import LogQuantFunction
+from trtq.calib.observers import (
+    ActivationObserver,
+    NonFiniteError,
+    range_to_qparams,
+    weight_range,
+)
+from trtq.calib.qdq import fake_quant
 from trtq.calib.twin import twin_fake_quant
-from trtq.errors import TrtqError
+from trtq.errors import CalibrationError
 from trtq.recipes import TWIN_KINDS, QuantizerSpec
 
-
-class CalibrationError(TrtqError):
-    """Calibration could not produce a usable quantizer."""
+__all__ = ["CalibrationError", "NonFiniteError", "TensorQuantizer"]
 
 
 class TensorQuantizer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        self.name = ""  # the qualified quantizer name, set by `trtq.calib.calibrate.quantize`
         self.spec: QuantizerSpec | None = None
         self.enabled = False
         self.calibrating = False
@@ -115,8 +122,24 @@ class TensorQuantizer(nn.Module):
         self.scale, self.zero_point = self.alt["scale"], self.alt["zero_point"]
         self.alt = current
 
+    def observe(self, x: torch.Tensor, other: torch.Tensor | None = None) -> None:
+        """Feed the observer (a log2 quantizer also sees the matmul's other operand); NaN or
+        Inf is refused, naming this quantizer."""
+        try:
+            if other is None:
+                self.observer.update(x)
+            else:
+                self.observer.update_pair(x, other)
+        except NonFiniteError as exc:
+            exc.layer = exc.layer or self.name
+            raise
+
     def calibrate_weight(self, weight: torch.Tensor) -> None:
-        lo, hi = weight_range(weight, self.spec)
+        try:
+            lo, hi = weight_range(weight, self.spec)
+        except NonFiniteError as exc:
+            exc.layer = exc.layer or self.name
+            raise
         self.set_range(lo, hi)
 
     def set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
@@ -169,7 +192,7 @@ class TensorQuantizer(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.calibrating:
-            self.observer.update(x)
+            self.observe(x)
             return x
         if not self.enabled:
             return x
@@ -178,8 +201,6 @@ class TensorQuantizer(nn.Module):
                                    "(trtq.calib.calibrate) or load a quant state first")
         spec = self.spec
         if self.is_log2:
-            from trtq.export.logquant_onnx import LogQuantFunction
-
             return LogQuantFunction.apply(x, spec.bits, self.tau, float(self.scale),
                                           self.logquant_form)
         if self.is_twin:
@@ -189,19 +210,14 @@ class TensorQuantizer(nn.Module):
                                        "recipe instead")
             return twin_fake_quant(x, spec.kind, spec.bits, float(self.scale),
                                    float(self.scale2))
-        if spec.shifted:
-            return self.shifted_codes(x) + self.shift()
-        qmin = -128 if (self.export_mode and spec.narrow and spec.bits == 8) else spec.qmin
-        if spec.axis is None:
-            return torch.fake_quantize_per_tensor_affine(
-                x, self.scale, self.zero_point, qmin, spec.qmax)
-        return torch.fake_quantize_per_channel_affine(
-            x, self.scale, self.zero_point, spec.axis, qmin, spec.qmax)
+        if spec.shifted:  # exported as Sub(x, c) → Q/DQ, with W·c folded by the Linear
+            codes = self.shifted_codes(x)
+            return codes if self.export_mode else codes + self.shift()
+        return fake_quant(x, self.scale, self.zero_point, spec.qmin, spec.qmax, spec.axis)
 
     def shifted_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Δ·q' with q' the symmetric (b-bit, zero point 0) code of x − c: what the exported
         Sub → QuantizeLinear → DequantizeLinear computes."""
         half = 2 ** (self.spec.bits - 1)
         zero = torch.zeros((), dtype=torch.int32)
-        return torch.fake_quantize_per_tensor_affine(x - self.shift(), self.scale, zero,
-                                                     -half, half - 1)
+        return fake_quant(x - self.shift(), self.scale, zero, -half, half - 1)

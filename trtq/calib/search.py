@@ -28,6 +28,7 @@ from torch import nn
 from trtq.calib import twin
 from trtq.calib.capture import LayerRecord
 from trtq.calib.observers import range_to_qparams
+from trtq.calib.qdq import fake_quant
 from trtq.calib.quantizer import TensorQuantizer
 from trtq.recipes import SearchOptions
 
@@ -42,9 +43,7 @@ def factors(options: SearchOptions) -> torch.Tensor:
 
 def uniform_fake_quant(x: torch.Tensor, spec, lo: torch.Tensor, hi: torch.Tensor):
     scale, zero = range_to_qparams(lo, hi, spec)
-    if scale.dim() == 0:
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero, spec.qmin, spec.qmax)
-    return torch.fake_quantize_per_channel_affine(x, scale, zero, 0, spec.qmin, spec.qmax)
+    return fake_quant(x, scale, zero, spec.qmin, spec.qmax, None if scale.dim() == 0 else 0)
 
 
 @dataclass

@@ -20,6 +20,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trtq.calib.observers import NonFiniteError
+
+
+def run_sample(model: nn.Module, sample):
+    """SAM's encoder on a `CalibSample`'s image, then its box decoder on the sample's boxes;
+    returns the decoder's outputs (None without boxes)."""
+    return model.predict_boxes(sample.rgb, sample.boxes)
+
+
+def _named(sample, index: int) -> str:
+    return getattr(sample, "name", "") or f"#{index + 1} of the calibration set"
+
+
+def sam_forward_loop(samples: Iterable, progress: Callable | None = None):
+    """A forward loop running `run_sample` on every sample; returns how many ran. A NaN/Inf
+    met by an observer is reported with the sample's image name."""
+
+    def loop(model: nn.Module) -> int:
+        count = 0
+        for sample in progress(samples) if progress else samples:
+            try:
+                run_sample(model, sample)
+            except NonFiniteError as exc:
+                exc.image = exc.image or _named(sample, count)
+                raise
+            count += 1
+        return count
+
+    return loop
+
 
 def mask_loss(logits: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice of mask logits (N, 1, H, W) against (logits > 0), the FP model's mask."""
@@ -47,8 +77,6 @@ class SamTask:
         self.loss = loss
 
     def forward_loop(self, progress: Callable | None = None) -> Callable[[nn.Module], int]:
-        from trtq.calib.calibrate import sam_forward_loop
-
         return sam_forward_loop(self.samples, progress)
 
     def probe(self):
@@ -56,8 +84,6 @@ class SamTask:
         return next((s for s in self.samples if s.boxes is not None and len(s.boxes)), None)
 
     def losses(self, model: nn.Module, progress: Callable | None = None) -> Iterator:
-        from trtq.calib.calibrate import run_sample
-
         for sample in progress(self.samples) if progress else self.samples:
             out = run_sample(model, sample)
             if out is not None:  # no boxes: the decoder, hence the loss, is not run
@@ -80,8 +106,12 @@ class ClassifierTask:
 
     def forward_loop(self, progress: Callable | None = None) -> Callable[[nn.Module], int]:
         def loop(model: nn.Module) -> int:
-            for batch in progress(self.batches) if progress else self.batches:
-                model(batch)
+            for index, batch in enumerate(progress(self.batches) if progress else self.batches):
+                try:
+                    model(batch)
+                except NonFiniteError as exc:
+                    exc.image = exc.image or f"batch {index + 1} of the calibration images"
+                    raise
             return len(self.batches)
 
         return loop

@@ -25,10 +25,11 @@ EVAL_SPLIT_PREFIXES = ("val", "test")
 @dataclass(frozen=True)
 class CalibSample:
     """One calibration image (RGB uint8, H×W×3) and its box prompts (N×4 in original pixels;
-    None: run only the encoder on it)."""
+    None: run only the encoder on it); `name` says which image it is in messages."""
 
     rgb: np.ndarray
     boxes: np.ndarray | None = None
+    name: str = ""
 
 
 def is_eval_split(split: str) -> bool:
@@ -43,12 +44,13 @@ def calibration_samples(root: str | os.PathLike, split: str | None = None,
     if split is None:
         if (root / "annotations").is_dir():
             raise DataError(f"{root} is a COCO dataset; pass --split (e.g. calib or train2017)")
-        return [CalibSample(rgb, center_box(rgb.shape[:2]))
-                for _, rgb in ImageFolder(root, limit=num_images)]
+        return [CalibSample(rgb, center_box(rgb.shape[:2]), str(path))
+                for path, rgb in ImageFolder(root, limit=num_images)]
     if is_eval_split(split) and not allow_eval_split:
         raise DataError(f"split {split!r} looks like an evaluation split; calibrate on a "
                         "disjoint split (busi: calib, tiny_coco: train2017) or pass "
                         "--allow-eval-split if you really mean it")
     dataset = CocoBoxDataset(root, split, box_source=box_source, limit=num_images)
-    return [CalibSample(s.rgb, np.stack([i.box for i in s.instances]) if s.instances else None)
+    return [CalibSample(s.rgb, np.stack([i.box for i in s.instances]) if s.instances else None,
+                        str(dataset.image_dir / s.file_name))
             for s in dataset]

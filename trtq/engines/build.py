@@ -95,8 +95,8 @@ def onnx_content(path: Path) -> OnnxContent:
     """What an ONNX file holds that decides how it is built (checked before use)."""
     import onnx
 
+    from trtq.calib.logquant_onnx import DOMAIN, OP_TYPE
     from trtq.engines.onnxruntime_session import check_onnx
-    from trtq.export.logquant_onnx import DOMAIN, OP_TYPE
 
     model = onnx.load(str(check_onnx(path)), load_external_data=False)
     ops = {(n.domain, n.op_type) for n in model.graph.node}

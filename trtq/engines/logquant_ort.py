@@ -14,8 +14,8 @@ carries `scale` as the exact decimal string of the float32 attribute.
 
 from __future__ import annotations
 
+from trtq.calib.logquant_onnx import DOMAIN, OP_TYPE
 from trtq.errors import BackendError
-from trtq.export.logquant_onnx import DOMAIN, OP_TYPE
 
 _REGISTERED = False
 

@@ -117,6 +117,37 @@ def _check_per_channel(g: Graph, node, scale: np.ndarray, report: LintReport) ->
     if not 0 <= axis < weight.ndim or weight.shape[axis] != scale.size:
         report.errors.append(f"{name}: {scale.size} scales do not match axis {axis} of the "
                              f"weight {list(weight.shape)}")
+        return
+    for consumer, wanted in _output_channel_axes(g, node, weight.ndim):
+        if wanted is None:
+            report.warnings.append(f"{name}: per-channel weight feeds {consumer.op_type} "
+                                   f"{consumer.name}; its output-channel axis is not checked")
+        elif axis != wanted:
+            report.errors.append(f"{name}: per-channel axis {axis} is not the output-channel "
+                                 f"axis {wanted} of {consumer.op_type} {consumer.name} (weight "
+                                 f"{list(weight.shape)}): each scale would scale an input "
+                                 "channel")
+
+
+def _output_channel_axes(g: Graph, node, ndim: int):
+    """(MAC consumer, the weight axis that holds its output channels) for the tensor `node`
+    quantizes: Conv 0; ConvTranspose 1; Gemm 0 with transB, else 1; MatMul's [.., K, N] the
+    last. None where the consumer takes it in another role."""
+    dq_nodes = [node] if node.op_type == "DequantizeLinear" else \
+        [u for u in g.consumers.get(node.output[0], []) if u.op_type == "DequantizeLinear"]
+    for dq in dq_nodes:
+        for user in g.consumers.get(dq.output[0], []):
+            slot = list(user.input).index(dq.output[0])
+            if user.op_type == "Conv" and slot == 1:
+                yield user, 0
+            elif user.op_type == "ConvTranspose" and slot == 1:
+                yield user, 1
+            elif user.op_type == "Gemm" and slot == 1:
+                yield user, 0 if attribute(user, "transB", 0) else 1
+            elif user.op_type == "MatMul" and slot == 1:
+                yield user, ndim - 1
+            else:
+                yield user, None
 
 
 # -- coverage ---------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ torch writes every fake-quantized weight as `W → QuantizeLinear → Dequantize
 
 * folds that Transpose into the weight, so DQ feeds MatMul directly and the per-channel axis
   becomes 1 (the output-channel axis of an ONNX MatMul weight [K, N]);
-* clamps each weight to ±127·scale, which makes the exported [-128, 127] quantizer equal to the
-  narrow [-127, 127] weight quantizer that was simulated;
+* stores each weight as its simulated codes times its scale: the codes are those of the narrow
+  [-127, 127] weight quantizer, computed with the simulation's arithmetic
+  (`weight_codes`: x / scale, round half to even, saturate), so QuantizeLinear's [-128, 127]
+  maps the stored weight back onto exactly the simulated codes, and a bias folded from the
+  simulated weight (the shifted lowering) matches the exported weight;
 * for the onnxruntime target, stores weights as INT8 initializers feeding DequantizeLinear
   (no QuantizeLinear on constants), the form onnxruntime fuses into integer kernels.
 """
@@ -18,6 +21,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from trtq.export.onnx_graph import Graph, attribute
+
+
+def weight_codes(weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The narrow INT8 codes of a weight, as `trtq.calib.qdq` computes them (float32)."""
+    quotient = weight.astype(np.float32) / scale.astype(np.float32)
+    return np.clip(np.round(quotient), -127, 127)
 
 
 def _set_initializer(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
@@ -82,14 +91,13 @@ def rewrite_weights(model: onnx.ModelProto, target: str) -> int:
         axis = axis + weight.ndim if axis < 0 else axis
         s = _broadcast(scale, weight.ndim, axis)
         new_name = q.input[0] + "_qdq" if len(g.consumers[q.input[0]]) > 1 else q.input[0]
+        codes = weight_codes(weight, s)
         if target == "onnxruntime":
-            quantized = np.clip(np.round(weight / s), -127, 127).astype(np.int8)
-            _set_initializer(model, new_name + "_int8", quantized)
+            _set_initializer(model, new_name + "_int8", codes.astype(np.int8))
             dq.input[0] = new_name + "_int8"
             model.graph.node.remove(q)
         else:
-            clamped = np.clip(weight, -127 * s, 127 * s).astype(np.float32)
-            _set_initializer(model, new_name, clamped)
+            _set_initializer(model, new_name, (codes * s).astype(np.float32))
             q.input[0] = new_name
         count += 1
     _drop_unused_initializers(model)

@@ -30,22 +30,16 @@ def _synthetic_probe(model: nn.Module):
     rgb = np.clip(base[..., None] + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
     box = np.array([[size * 0.25, size * 0.25, size * 0.75, size * 0.75]], dtype=np.float32)
 
-    def probe(m):
-        from trtq.calib.calibrate import run_sample
-        from trtq.data.calibration import CalibSample
-
-        return run_sample(m, CalibSample(rgb, box))
-
-    return probe
+    return lambda m: m.predict_boxes(rgb, box)
 
 
 @torch.no_grad()
 def make_bimodal(model: nn.Module, factor: float = 4.0, seed: int = 0) -> dict[str, float]:
     """Add ±c per channel to k_proj's bias of the token→image attentions (in place); returns
     c per layer."""
-    from trtq.calib.big import capture, decoder_attentions
+    from trtq.models.two_way_transformer import capture_keys, decoder_attentions
 
-    keys, _ = capture(model, _synthetic_probe(model))
+    keys, _ = capture_keys(model, _synthetic_probe(model))
     generator = torch.Generator().manual_seed(seed)
     offsets = {}
     for name, attn in decoder_attentions(model).items():

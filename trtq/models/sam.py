@@ -46,6 +46,18 @@ class SamModel(nn.Module):
         """One image (1, 3, S, S) and boxes (N, 4) in input pixels → (masks, iou)."""
         return self.box_decoder()(self.image_encoder(image), boxes)
 
+    def predict_boxes(self, rgb, boxes=None):
+        """An RGB image (H, W, 3 uint8) through the model's preprocessing and encoder, then
+        its box prompts (N, 4, original pixels) through the box decoder: (low-res masks, iou),
+        or None without boxes (only the encoder runs)."""
+        import numpy as np
+
+        emb = self.image_encoder(torch.from_numpy(self.preprocess.image(rgb)))
+        if boxes is None or not len(boxes):
+            return None
+        frame = self.preprocess.boxes(np.asarray(boxes, dtype=np.float32), rgb.shape[:2])
+        return self.box_decoder()(emb, torch.from_numpy(frame))
+
 
 class SamBoxDecoder(nn.Module):
     """Export boundary for boxes: (image_embeddings (1, C, h, w), boxes (N, 4)) →

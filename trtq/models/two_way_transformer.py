@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -103,3 +104,26 @@ class TwoWayTransformer(nn.Module):
         q, k = queries + tokens, keys + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
         return queries, keys
+
+
+def decoder_attentions(model: nn.Module) -> dict[str, DecoderAttention]:
+    """Every `DecoderAttention` of `model`, by qualified name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, DecoderAttention)}
+
+
+@torch.no_grad()
+def capture_keys(model: nn.Module, probe: Callable[[nn.Module], object]) -> tuple[dict, object]:
+    """K (k_proj's first output) of every decoder attention while `probe(model)` runs, and the
+    probe's return value."""
+    keys: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, attn in decoder_attentions(model).items():
+        def hook(_mod, _inp, out, name=name):
+            keys.setdefault(name, out.detach().clone())
+        hooks.append(attn.k_proj.register_forward_hook(hook))
+    try:
+        result = probe(model)
+    finally:
+        for h in hooks:
+            h.remove()
+    return keys, result
