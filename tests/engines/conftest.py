@@ -1,6 +1,9 @@
-"""Engine-test helpers: a one-Conv Q/DQ graph and the build summary printed at the end."""
+"""Engine-test helpers: a one-Conv Q/DQ graph, a recording stand-in for the weakly typed
+TensorRT API, and the build summary printed at the end."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -60,3 +63,117 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("TensorRT engine builds (real builder)")
         for line in _BUILDS:
             terminalreporter.write_line(line)
+
+
+# -- a recording stand-in for weakly typed TensorRT (8.5–10.x), over real TensorRT-RTX ----------
+# TensorRT 8.5–10.x is not installed here (nor the GPU it needs to create a Builder), and
+# TensorRT-RTX has no weak typing: its layers have no `precision` / `set_output_type`, its
+# BuilderFlag no INT8, FP16 or OBEY_PRECISION_CONSTRAINTS. `WeakTensorRT(rtx, "10.3.0")` presents
+# those calls and records them, and hands everything else to the real TensorRT-RTX: its ONNX
+# parser makes the network (TensorRT's importer, so the layer names are real) and its builder
+# builds the plan.
+
+class Recorder:
+    """The weakly typed calls a build made."""
+
+    def __init__(self) -> None:
+        self.precision: dict[str, str] = {}  # layer name → DataType name
+        self.output_types: dict[str, dict[int, str]] = {}  # layer name → {output: DataType}
+        self.flags: list[str] = []  # BuilderFlag names passed to config.set_flag
+        self.network_flags: list[int] = []  # create_network(flags)
+
+
+class _Delegate:
+    def __init__(self, real, recorder: Recorder) -> None:
+        object.__setattr__(self, "real", real)
+        object.__setattr__(self, "recorder", recorder)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def __setattr__(self, name, value):
+        if isinstance(getattr(type(self), name, None), property):
+            object.__setattr__(self, name, value)  # a recorded setter of the stand-in
+        else:
+            setattr(self.real, name, value)
+
+
+class _Layer(_Delegate):
+    @property
+    def precision(self):
+        return SimpleNamespace(name=self.recorder.precision.get(self.real.name, "FLOAT"))
+
+    @precision.setter
+    def precision(self, dtype) -> None:
+        self.recorder.precision[self.real.name] = dtype.name
+
+    @property
+    def precision_is_set(self) -> bool:
+        return self.real.name in self.recorder.precision
+
+    def set_output_type(self, index: int, dtype) -> None:
+        if not 0 <= index < self.real.num_outputs:
+            raise IndexError(f"{self.real.name} has no output {index}")
+        self.recorder.output_types.setdefault(self.real.name, {})[index] = dtype.name
+
+
+class _Network(_Delegate):
+    def get_layer(self, index: int) -> _Layer:
+        return _Layer(self.real.get_layer(index), self.recorder)
+
+    def get_flag(self, flag) -> bool:
+        return bool(self.recorder.network_flags[-1] & (1 << int(flag)))
+
+
+class _Config(_Delegate):
+    def set_flag(self, flag) -> None:
+        self.recorder.flags.append(flag)
+
+
+class _Builder(_Delegate):
+    def create_network(self, flags: int = 0) -> _Network:
+        self.recorder.network_flags.append(flags)
+        return _Network(self.real.create_network(0), self.recorder)
+
+    def create_builder_config(self) -> _Config:
+        return _Config(self.real.create_builder_config(), self.recorder)
+
+    def build_serialized_network(self, network: _Network, config: _Config):
+        return self.real.build_serialized_network(network.real, config.real)
+
+    @property
+    def num_DLA_cores(self) -> int:
+        return 0
+
+
+class WeakTensorRT:
+    """`tensorrt` as 8.5–10.x presents it, recording the weak-typing calls (see the module)."""
+
+    BuilderFlag = SimpleNamespace(**{name: name for name in (
+        "FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS",
+        "GPU_FALLBACK")})
+    NetworkDefinitionCreationFlag = SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5)
+
+    def __init__(self, rtx, version: str = "10.3.0") -> None:
+        self.rtx = rtx
+        self.__name__ = "tensorrt_weak_standin"  # not "tensorrt": keeps its own shared logger
+        self.__version__ = version
+        self.recorder = Recorder()
+
+    def __getattr__(self, name):  # DataType, ILogger, MemoryPoolType, ProfilingVerbosity, ...
+        if name == "init_libnvinfer_plugins":
+            raise AttributeError(name)
+        return getattr(self.rtx, name)
+
+    def Builder(self, logger) -> _Builder:  # noqa: N802 (TensorRT's name)
+        return _Builder(self.rtx.Builder(logger), self.recorder)
+
+    def OnnxParser(self, network: _Network, logger):  # noqa: N802 (TensorRT's name)
+        return self.rtx.OnnxParser(network.real, logger)
+
+
+@pytest.fixture
+def weak_trt():
+    """weak_trt(version="10.3.0") -> a WeakTensorRT over TensorRT-RTX (skipped without it)."""
+    rtx = pytest.importorskip("tensorrt_rtx_bindings")
+    return lambda version="10.3.0": WeakTensorRT(rtx, version)

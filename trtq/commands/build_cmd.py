@@ -147,6 +147,9 @@ def run(args) -> int:
         print(f"built {engine}: {result.size_bytes / 1e6:.1f} MB in {result.seconds:.1f} s "
               f"({precision}, {rec['tensorrt']['module']} {rec['tensorrt']['version']}, {where}, "
               f"{'strongly' if rec['build']['strongly_typed'] else 'weakly'} typed)")
+        kept = rec["build"]["precision_constraints"]
+        if kept["status"] == "applied":
+            print(f"  layers kept float (obeyed precision constraints): {kept['layers']}")
         if args.engine_info:
             _engine_info(result)
     return 0

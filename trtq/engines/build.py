@@ -3,7 +3,9 @@
 `build_engine(onnx, engine, BuildOptions(...))` works with TensorRT 8.5–11 (`tensorrt`) and
 TensorRT-RTX (ahead of time, no GPU needed). The version differences (TENSORRT.md §1–2) are
 decided from `trtq.engines.versions`:
-- weakly typed builds (8.x–10.x by default) set FP16 / INT8+FP16 builder flags;
+- weakly typed builds (8.x–10.x by default) set FP16 / INT8+FP16 builder flags, and INT8 ones
+  pin LayerNorm, Softmax, LogQuant and the float Conv/MatMul layers to FP32
+  (`trtq.engines.float_constraints`; the sidecar's build.precision_constraints says what);
 - strongly typed builds (TensorRT 11, TensorRT-RTX, or asked for on 9.1+) take every type from
   the ONNX, so an FP16 build first converts the FP32 ONNX to FP16 (`trtq.export.fp16`) and keeps
   that file beside the engine;
@@ -18,8 +20,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,12 +32,11 @@ from trtq.artifacts import (
     sidecar_path,
     write_sidecar,
 )
-from trtq.engines.build_config import check_dla, configure, save_timing_cache
+from trtq.engines.build_config import BuildOptions, check_dla, configure, save_timing_cache
 from trtq.engines.device import current_device, jetson_module
 from trtq.engines.plugin_libs import check_library
 from trtq.engines.shapes import resolve_profile
 from trtq.engines.tensorrt_api import (
-    PRECISIONS,
     import_tensorrt,
     network_inputs,
     network_layers,
@@ -44,35 +44,10 @@ from trtq.engines.tensorrt_api import (
     serialize_network,
 )
 from trtq.engines.versions import module_version
-from trtq.errors import ArtifactError, BackendError
+from trtq.errors import ArtifactError
 
 log = logging.getLogger("trtq.engines")
 ENGINE_KIND = "tensorrt-engine"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How to build: one field per `trtq build` flag."""
-
-    precision: str = "fp16"
-    workspace_mib: int | None = None
-    dla_core: int | None = None
-    timing_cache: str | None = None
-    plugins: tuple[str, ...] = ()
-    shapes: Mapping[str, tuple] = field(default_factory=dict)
-    strongly_typed: bool | None = None  # None: the release's default (strongly typed from 11)
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise BackendError(f"precision {self.precision!r} is not one of {PRECISIONS}")
-        if self.workspace_mib is not None and self.workspace_mib < 1:
-            raise BackendError(f"--workspace must be at least 1 MiB, got {self.workspace_mib}")
-        if self.dla_core is not None:
-            if self.dla_core < 0:
-                raise BackendError(f"--dla takes a core index (0 or 1), got {self.dla_core}")
-            if self.precision == "fp32":
-                raise BackendError("DLA runs only FP16 and INT8 layers; use --precision fp16 or "
-                                   "int8 with --dla")
 
 
 @dataclass(frozen=True)
@@ -170,7 +145,7 @@ def _onnx_provenance(onnx_path: Path) -> dict:
 
 
 def _record(trt, options: BuildOptions, onnx_built: Path, strongly_typed: bool,
-            profile: dict) -> dict:
+            profile: dict, *, precision_constraints: dict) -> dict:
     version = module_version(trt)
     device = current_device()
     return {
@@ -183,14 +158,17 @@ def _record(trt, options: BuildOptions, onnx_built: Path, strongly_typed: bool,
                   "shapes": {k: [list(s) for s in v] for k, v in profile.items()},
                   "plugins": [{"path": str(p), "sha256": sha256_file(p)}
                               for p in map(check_library, options.plugins)],
-                  "onnx_built": onnx_built.name},
+                  "onnx_built": onnx_built.name,
+                  "precision_constraints": precision_constraints},
     }
 
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
-                 options: BuildOptions = BuildOptions(), *, force: bool = False,
+                 options: BuildOptions | None = None, *, force: bool = False,
                  trt=None) -> BuildResult:
-    """Build `onnx_path` into `engine_path` (+ sidecar); refuses to overwrite without force."""
+    """Build `onnx_path` into `engine_path` (+ sidecar); refuses to overwrite without force.
+    `options` default: `BuildOptions()` (FP16)."""
+    options = options or BuildOptions()
     onnx_path, engine = Path(onnx_path), Path(engine_path)
     check_writable(engine, force)
     trt = trt or import_tensorrt()
@@ -210,7 +188,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     profile = resolve_profile(network_inputs(parsed), options.shapes)
     dtypes = Counter(layer.output_dtypes[0] if layer.output_dtypes else "NONE"
                      for layer in network_layers(parsed))
-    config = configure(parsed, options, profile)
+    config, constraints = configure(parsed, options, profile)
     start = time.perf_counter()
     plan = serialize_network(parsed, config)
     seconds = time.perf_counter() - start
@@ -218,7 +196,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         tmp.write_bytes(memoryview(plan))
     if options.timing_cache:
         save_timing_cache(config, Path(options.timing_cache), trt)
-    record = {**_record(trt, options, onnx_built, parsed.strongly_typed, profile), **provenance,
+    record = {**_record(trt, options, onnx_built, parsed.strongly_typed, profile,
+                        precision_constraints=constraints), **provenance,
               "logquant_plugin": served, "build_seconds": round(seconds, 3)}
     inputs = {"onnx": sha256_file(onnx_path)}
     if onnx_built != onnx_path:

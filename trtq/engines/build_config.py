@@ -1,4 +1,5 @@
-"""The builder configuration for one build: workspace, precision flags, profile, DLA, caches.
+"""The builder configuration for one build: workspace, precision flags, profile, DLA, caches,
+and (weakly typed INT8) the layers kept float (`trtq.engines.float_constraints`).
 
 Each setting is applied only where the running TensorRT has it (see `trtq.engines.versions`).
 """
@@ -6,7 +7,10 @@ Each setting is applied only where the running TensorRT has it (see `trtq.engine
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from trtq.artifacts import atomic_output
 from trtq.engines.device import module_has_dla
@@ -14,6 +18,32 @@ from trtq.engines.versions import TrtVersion, module_version
 from trtq.errors import BackendError
 
 log = logging.getLogger("trtq.engines")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: one field per `trtq build` flag."""
+
+    precision: str = "fp16"
+    workspace_mib: int | None = None
+    dla_core: int | None = None
+    timing_cache: str | None = None
+    plugins: tuple[str, ...] = ()
+    shapes: Mapping[str, tuple] = field(default_factory=dict)
+    strongly_typed: bool | None = None  # None: the release's default (strongly typed from 11)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise BackendError(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise BackendError(f"--workspace must be at least 1 MiB, got {self.workspace_mib}")
+        if self.dla_core is not None:
+            if self.dla_core < 0:
+                raise BackendError(f"--dla takes a core index (0 or 1), got {self.dla_core}")
+            if self.precision == "fp32":
+                raise BackendError("DLA runs only FP16 and INT8 layers; use --precision fp16 or "
+                                   "int8 with --dla")
 
 
 def check_dla(version: TrtVersion, core: int, num_cores: int | None,
@@ -88,13 +118,21 @@ def _dla(parsed, config, core: int) -> None:
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
 
 
-def configure(parsed, options, profile: dict):
-    """A builder config for `parsed` with `options` (a BuildOptions) and resolved `profile`."""
+class Configured(NamedTuple):
+    config: Any  # the IBuilderConfig
+    precision_constraints: dict  # what `constrain_float_layers` did, for the sidecar
+
+
+def configure(parsed, options: BuildOptions, profile: dict) -> Configured:
+    """A builder config for `parsed` with `options` and resolved `profile`."""
+    from trtq.engines.float_constraints import constrain_float_layers
+
     trt = parsed.trt
     config = parsed.builder.create_builder_config()
     if options.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     _precision_flags(parsed, options.precision, config)
+    constraints = constrain_float_layers(parsed, options.precision, config)
     if profile:
         opt_profile = parsed.builder.create_optimization_profile()
         for name, (low, opt, high) in profile.items():
@@ -106,4 +144,4 @@ def configure(parsed, options, profile: dict):
                   trt)
     if options.dla_core is not None:
         _dla(parsed, config, options.dla_core)
-    return config
+    return Configured(config, constraints)

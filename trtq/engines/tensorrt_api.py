@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from trtq.engines.build_config import BuildOptions, configure
 from trtq.engines.plugin_libs import (
     MISSING_PLUGIN_HINT,
     load_plugin_libraries,
@@ -25,17 +26,14 @@ from trtq.engines.plugin_libs import (
 from trtq.engines.shapes import DEFAULT_DYNAMIC_RANGE, resolve_profile
 from trtq.engines.versions import module_version
 from trtq.errors import ArtifactError, BackendError
+from trtq.tensorrt_flavour import RTX_MODULES, flavour_of
 
 log = logging.getLogger("trtq.engines")
 
-# The wheels install `tensorrt_rtx_bindings`; the `tensorrt-rtx-cu13` sdist adds a
-# `tensorrt_rtx` module that re-exports it.
-_RTX_MODULES = ("tensorrt_rtx", "tensorrt_rtx_bindings")
 _INSTALL_HINT = ("pip install tensorrt on a machine with an NVIDIA GPU (on Jetson use JetPack's "
                  "python3-libnvinfer), or pip install tensorrt-rtx-cu13-libs "
                  "tensorrt-rtx-cu13-bindings for parse/build checks without a GPU")
-PRECISIONS = ("fp32", "fp16", "int8")
-__all__ = ["DEFAULT_DYNAMIC_RANGE", "PRECISIONS", "build_serialized", "import_tensorrt",
+__all__ = ["DEFAULT_DYNAMIC_RANGE", "build_serialized", "flavour_of", "import_tensorrt",
            "network_layers", "parse_onnx", "shared_logger", "summarize_layers"]
 # Errors are kept and raised in a BackendError by the caller, so they are only logged at DEBUG.
 _LOGGING_LEVELS = {"INTERNAL_ERROR": logging.ERROR, "ERROR": logging.DEBUG,
@@ -44,7 +42,7 @@ _LOGGING_LEVELS = {"INTERNAL_ERROR": logging.ERROR, "ERROR": logging.DEBUG,
 
 def import_tensorrt(allow_rtx: bool = True):
     """The `tensorrt` module if importable, else TensorRT-RTX when `allow_rtx`."""
-    names = ("tensorrt",) + (_RTX_MODULES if allow_rtx else ())
+    names = ("tensorrt",) + (RTX_MODULES if allow_rtx else ())
     reasons = []
     for name in names:
         try:
@@ -53,10 +51,6 @@ def import_tensorrt(allow_rtx: bool = True):
             reasons.append(f"{name}: {exc}")
     raise BackendError(f"no TensorRT Python module is importable ({'; '.join(reasons)}); "
                        f"{_INSTALL_HINT}")
-
-
-def flavour_of(trt) -> str:
-    return "tensorrt_rtx" if trt.__name__.split(".")[0] in _RTX_MODULES else "tensorrt"
 
 
 def make_logger(trt):
@@ -225,16 +219,14 @@ def build_serialized(source: str | os.PathLike | ParsedNetwork, *, precision: st
     in memory, without a sidecar (`trtq.engines.build.build_engine` writes engine files).
 
     `precision` sets FP16 (fp16) or INT8+FP16 (int8) builder flags on weakly typed TensorRT
-    networks; strongly typed networks (always on TensorRT-RTX) ignore it. `shapes` maps a
+    networks (int8 also keeps the float plan's layers FP32, `trtq.engines.float_constraints`);
+    strongly typed networks (always on TensorRT-RTX) ignore it. `shapes` maps a
     dynamic input to (min, opt, max) shapes; dynamic dimensions it leaves out get
     DEFAULT_DYNAMIC_RANGE.
     """
-    from trtq.engines.build import BuildOptions
-    from trtq.engines.build_config import configure
-
     options = BuildOptions(precision=precision, workspace_mib=workspace_mib)
     parsed = source if isinstance(source, ParsedNetwork) else parse_onnx(source, trt)
-    config = configure(parsed, options, resolve_profile(network_inputs(parsed), shapes))
+    config, _ = configure(parsed, options, resolve_profile(network_inputs(parsed), shapes))
     return bytes(serialize_network(parsed, config))
 
 

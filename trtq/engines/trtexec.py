@@ -45,8 +45,8 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 
+from trtq.engines.build_config import PRECISIONS
 from trtq.engines.shapes import format_shape
-from trtq.engines.tensorrt_api import PRECISIONS
 from trtq.engines.versions import TrtVersion
 from trtq.errors import BackendError, TrtqError
 

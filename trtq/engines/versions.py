@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from trtq.errors import BackendError
+from trtq.tensorrt_flavour import is_rtx
 
 # The TensorRT releases trtq is written against (TENSORRT.md §1.1).
 SUPPORTED = ("8.5", "8.6", "10.x", "11.x")
@@ -112,5 +113,4 @@ def parse_version(text: str, rtx: bool = False) -> TrtVersion:
 
 def module_version(trt) -> TrtVersion:
     """The version of an imported `tensorrt` or TensorRT-RTX module."""
-    rtx = trt.__name__.split(".")[0].startswith("tensorrt_rtx")
-    return parse_version(trt.__version__, rtx=rtx)
+    return parse_version(trt.__version__, rtx=is_rtx(trt))

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trtq.engines.tensorrt_api import flavour_of
 from trtq.errors import ArtifactError, BackendError
 from trtq.plugins import plugin_dir
 from trtq.plugins.kernel import SOURCE_DIR, KernelLibrary, build_kernel_library
+from trtq.tensorrt_flavour import is_rtx
 
 log = logging.getLogger("trtq.plugins")
 
@@ -165,10 +165,6 @@ class LazyKernel:
 
 
 # --- TensorRT-RTX: make the name its parser dlopens resolvable -----------------------------
-
-def is_rtx(trt) -> bool:
-    return flavour_of(trt) == "tensorrt_rtx"
-
 
 def loaded_rtx_library() -> Path | None:
     """Path of the libtensorrt_rtx.so.* this process has loaded (from /proc/self/maps)."""
