@@ -12,7 +12,7 @@ purpose, from op types and the Q/DQ structure alone (no model names), with one r
   recipe quantizes (or log-quantizes) right after; FP16 rounding there moves codes.
 - `logquant`: AGQ's log2 quantizer, as the `trtq::LogQuant` plugin node or as its standard-op
   decomposition (Max/Div/Log/Mul/Round/Clip/Cast/Gather/GreaterOrEqual/Less/Add/Sub, written
-  by `trtq.export.logquant_onnx`). FP32: the comparisons against float32 threshold tables are
+  by `trtq.calib.logquant_onnx`). FP32: the comparisons against float32 threshold tables are
   what make the decomposition bit-exact; in FP16 the tables and inputs round and codes move.
 - `float-conv` / `float-matmul`: Conv/ConvTranspose and MatMul/Gemm whose two inputs do not
   both come straight from DequantizeLinear in a Q/DQ graph (the recipe's float hot spots, e.g.
@@ -47,7 +47,7 @@ REASONS = tuple(PRECISION)
 _STANDARD = ("", "ai.onnx")
 _FLOAT_MACS = {"Conv": "float-conv", "ConvTranspose": "float-conv", "MatMul": "float-matmul",
                "Gemm": "float-matmul"}
-# The ops of the LogQuant decomposition (trtq.export.logquant_onnx._decomposed).
+# The ops of the LogQuant decomposition (trtq.calib.logquant_onnx._decomposed).
 _LOGQUANT_OPS = frozenset({"Max", "Log", "Div", "Mul", "Round", "Clip", "Cast", "Gather",
                            "GreaterOrEqual", "Less", "Add", "Sub"})
 _LOGQUANT_PLUGIN = ("trtq", "LogQuant")
