@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trtq.bench.accuracy import ACCURACY_METRICS, accuracy_summary
+from trtq.bench.accuracy import is_number as _is_number
 from trtq.bench.report import format_cell as _fmt
 from trtq.errors import ArtifactError, DataError
 
 log = logging.getLogger("trtq.bench")
 
 # Accuracy metrics in display order, with their column names.
-ACCURACY_METRICS = {"miou": "mIoU", "agreement_miou": "agreement mIoU", "top1": "top-1",
-                    "agreement_top1": "agreement top-1"}
 _MEMORY_KEYS = ("engine_device_mib", "context_device_mib", "gpu_used_mib")
 # Row key -> key in the record's "power" dict (trtq.bench.tegrastats.summarize).
 _POWER_KEYS = {"power_mean_mw": "power_mw_mean", "power_peak_mw": "power_mw_peak",
@@ -59,24 +58,11 @@ def _read_json(path: str | os.PathLike, what: str) -> dict:
     return data
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_record(record: dict, path: Path) -> None:
     lat = record.get("latency_ms")
     if not isinstance(lat, dict) or not _is_number(lat.get("median")) or lat["median"] <= 0:
         raise DataError(f"{path} has no latency_ms.median; is it a `trtq bench` record? (an "
                         "accuracy file goes to --accuracy, in the same order as the bench files)")
-
-
-def accuracy_summary(data: Mapping[str, Any]) -> dict[str, float]:
-    """The accuracy metrics of an eval/classify JSON (classify's `agreement` is top-1 agreement);
-    absent, null and NaN values are left out."""
-    picked = {m: data.get(m) for m in ACCURACY_METRICS}
-    if picked["agreement_top1"] is None and "top1" in data:
-        picked["agreement_top1"] = data.get("agreement")
-    return {m: float(v) for m, v in picked.items() if _is_number(v)}
 
 
 def _auto_label(record: Mapping[str, Any], path: Path) -> str:

@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trtq.bench.compare import ACCURACY_METRICS, accuracy_summary
+from trtq.bench.accuracy import ACCURACY_METRICS, accuracy_summary
 from trtq.errors import DataError
 
 log = logging.getLogger("trtq.bench")
