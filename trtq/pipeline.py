@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from trtq import artifacts
 from trtq.artifacts import check_parent
@@ -51,6 +52,14 @@ class RunConfig:
             return Path(self.out)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         return Path("runs") / f"{self.model}-{stamp}"
+
+
+class RunInputs(NamedTuple):
+    """The run's inputs, checked before anything is written."""
+
+    images: list[Path]
+    dataset: object  # a CocoBoxDataset, or None without --data
+    provenance: dict  # model, checkpoint and its SHA-256
 
 
 def check_out(cfg: RunConfig) -> Path:
@@ -106,7 +115,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
     leaves no folder behind); returns the report."""
     from trtq.data import CocoBoxDataset
     from trtq.data.samples import sample_image_paths
-    from trtq.models import get_spec
+    from trtq.models import checkpoint_provenance, get_spec
     from trtq.models.classifiers import is_classifier
     from trtq.pipeline_int8 import split_images
     from trtq.recipes import get_recipe
@@ -123,18 +132,19 @@ def run_pipeline(cfg: RunConfig) -> dict:
         get_recipe(cfg.recipe)
         split_images(images)
     out = check_out(cfg)
+    inputs = RunInputs(images, dataset, checkpoint_provenance(cfg.model, cfg.checkpoint))
     with staged_folder(out, (), cfg.force, replace=True) as stage:
-        report = _run_into(cfg, stage, out, images, dataset)
+        report = _run_into(cfg, stage, out, inputs)
     return report
 
 
-def _run_into(cfg: RunConfig, stage: Path, out: Path, images: list[Path], dataset) -> dict:
+def _run_into(cfg: RunConfig, stage: Path, out: Path, inputs: RunInputs) -> dict:
     from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
-    from trtq.models import checkpoint_provenance, load_model
+    from trtq.models import load_model
     from trtq.pipeline_int8 import bench_pair, int8_stage, tensorrt_stage
 
-    provenance = checkpoint_provenance(cfg.model, cfg.checkpoint)
+    images, dataset, provenance = inputs
     model = load_model(cfg.model, provenance["checkpoint"])
     onnx_dir = stage / "onnx"
     exported = export_fp32(model, ExportSpec(cfg.model, provenance["checkpoint_sha256"]),

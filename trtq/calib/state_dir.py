@@ -71,15 +71,14 @@ def calibrate_to_dir(model, model_name: str, recipe, samples, out: str | os.Path
     from trtq.staging import check_folder_outputs, staged_folder
 
     check_folder_outputs(out, STATE_NAMES, force)
-    start = time.perf_counter()
-    calibrate(model, recipe, samples, progress=progress)
-    seconds = time.perf_counter() - start
-    extra = {"model": model_name, "calibration_id": None, "recipe": recipe.to_dict(),
-             "recipe_sha256": recipe.sha256(), "deployable": recipe.deployable,
-             "target": recipe.target, **_summary(model, samples, source),
-             "seconds": seconds, "peak_rss_mib": peak_rss_mib()}
     inputs = {"checkpoint": checkpoint_sha256} if checkpoint_sha256 else {}
     with staged_folder(out, STATE_NAMES, force) as stage:
+        start = time.perf_counter()
+        calibrate(model, recipe, samples, progress=progress)
+        extra = {"model": model_name, "calibration_id": None, "recipe": recipe.to_dict(),
+                 "recipe_sha256": recipe.sha256(), "deployable": recipe.deployable,
+                 "target": recipe.target, **_summary(model, samples, source),
+                 "seconds": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
         state = stage / STATE_FILE
         save_quant_state(model, recipe, state)
         extra["calibration_id"] = sha256_file(state)[:16]

@@ -96,7 +96,7 @@ def evaluate(backend, samples: Iterable[Sample], reference: dict | None = None) 
 
 
 def _check_instances(evaluated: int, skipped: int) -> None:
-    if skipped:
+    if skipped and evaluated:
         log.warning("%d degenerate annotations (empty mask or box outside the image) were left "
                     "out", skipped)
     if not evaluated:
