@@ -153,8 +153,9 @@ def write_json(path: str | os.PathLike, data: Any, force: bool = False) -> Path:
     holding one is wrong)."""
     bad = non_finite(data)
     if bad:
-        raise ArtifactError(f"refusing to write {path}: {bad} is not a finite number; the "
-                            "input gave nothing to measure (check the data and counts)")
+        raise ArtifactError(f"refusing to write {path}: {bad} is not a finite number (NaN or "
+                            "infinity: an empty input, or a model that outputs NaN); check the "
+                            "data, the counts and the model")
     return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n", force)
 
 
