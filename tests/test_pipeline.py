@@ -9,7 +9,7 @@ import pytest
 from trtq.cli import main
 
 
-def test_run_on_tiny_model_writes_report(tmp_path, capsys):
+def test_run_on_tiny_model_writes_report(tmp_path, capsys, tiny_calibrated):
     out = tmp_path / "run"
     argv = ["run", "--model", "tiny_litemedsam", "--iterations", "3", "--warmup", "1",
             "--out", str(out)]
@@ -42,6 +42,19 @@ def test_run_on_tiny_model_writes_report(tmp_path, capsys):
     assert md in capsys.readouterr().out
     assert main(argv) == 2  # a non-empty output folder is never overwritten silently
     assert "is not empty; choose another --out or pass --force" in capsys.readouterr().err
+    # one calibrate-and-save path: the run's calibration folder has the CLI/library schema, and
+    # its id is in both INT8 exports; the report names final paths, not the staging folder
+    calibration = json.loads((out / "calibrated" / "quant_state.pt.json").read_text())
+    library = json.loads((tiny_calibrated / "quant_state.pt.json").read_text())
+    assert set(calibration) == set(library)
+    assert calibration["image_files"] == int8["calibration_images"]
+    for target in ("tensorrt", "onnxruntime"):
+        for part in ("encoder", "decoder"):
+            sidecar = json.loads((out / f"onnx-int8-{target}" / f"{part}.onnx.json").read_text())
+            assert sidecar["calibration_id"] == calibration["calibration_id"]
+    assert int8["exports"]["tensorrt"]["encoder"]["path"] == str(
+        out / "onnx-int8-tensorrt" / "encoder.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_run_on_a_user_image_folder(tmp_path):
@@ -58,6 +71,12 @@ def test_run_on_a_user_image_folder(tmp_path):
                  "2", "--warmup", "0", "--no-int8", "--out", str(out)]) == 0
     agreement = json.loads((out / "report.json").read_text())["sample_agreement"]
     assert [r["image"] for r in agreement["per_image"]] == ["0.jpg", "1.jpg"]
+    (out / "notes.txt").write_text("left in the old run folder")
+    assert main(["run", "--model", "tiny_litemedsam", "--images", str(images), "--iterations",
+                 "2", "--warmup", "0", "--no-int8", "--force", "--out", str(out)]) == 0
+    assert not (out / "notes.txt").exists()  # --force replaces an earlier run's folder whole
+    assert (out / "report.json").is_file() and (out / "onnx" / "decoder.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "run"]
 
 
 @pytest.mark.slow

@@ -8,17 +8,23 @@ and works with only the core dependencies installed.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import os
 import sys
 
 from trtq import __version__
-from trtq.errors import TrtqError
+from trtq.commands._dispatch import dispatch, sigterm_raises
+from trtq.errors import one_line
 
 DEFAULT_MODEL = "litemedsam"
 MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit_h, "
               "or a tiny_* test config (default: %(default)s)")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), like trtq's own."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
 
 def _count(minimum: int):
     def parse(text: str) -> int:
@@ -315,7 +321,7 @@ def _add_deploy(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trtq",
         description="Quantize vision transformers post-training and deploy them with TensorRT.")
     parser.add_argument("--version", action="version", version=f"trtq {__version__}")
@@ -362,18 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     args.progress = not args.quiet and sys.stderr.isatty()
-    try:
-        module = importlib.import_module(f"trtq.commands.{args.command}_cmd")
-        return module.run(args) or 0
-    except TrtqError as exc:
-        print(f"trtq: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head` and friends
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print("trtq: interrupted", file=sys.stderr)
-        return 130
+    with sigterm_raises():
+        return dispatch(args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """The one family of user-facing errors.
 
 A `TrtqError` says what is wrong and how to fix it in one line; the CLI prints it without a
-traceback and exits with status 2. Programming errors stay ordinary exceptions.
+traceback and exits with status 2. Programming errors stay ordinary exceptions (the CLI
+reports them in one line too, with exit status 3, and shows the traceback with -v).
 """
+
+import errno
 
 
 class TrtqError(Exception):
@@ -27,3 +30,29 @@ class BackendError(TrtqError):
 
 class CalibrationError(TrtqError):
     """Calibration could not produce a usable quantizer (or a quant state does not fit)."""
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some disk space or choose another --out",
+    errno.EDQUOT: "free some of your disk quota or choose another --out",
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "that file system is read-only; choose another --out",
+    errno.ENOTDIR: "a part of that path is a file, not a folder; check the path",
+    errno.EISDIR: "that is a folder; give a file path",
+    errno.ENOENT: "check the path",
+    errno.ENAMETOOLONG: "shorten the path",
+}
+
+
+def one_line(text: object) -> str:
+    """`text` (an exception's message) on one line."""
+    return " ".join(str(text).split())
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An operating-system error on a user's path as one line with the fix."""
+    what = exc.strerror or one_line(exc) or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    hint = _OS_HINTS.get(exc.errno, "check the path and try again")
+    return f"{what}{where}; {hint}"

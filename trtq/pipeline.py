@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import NamedTuple
 
 from trtq import artifacts
-from trtq.data.images import ImageFolder, load_rgb
+from trtq.artifacts import check_parent
+from trtq.data.images import ImageFolder
 from trtq.errors import ArtifactError
+from trtq.eval.sam_eval import sample_agreement
 from trtq.pipeline_report import run_markdown
 
 log = logging.getLogger("trtq.pipeline")
@@ -52,30 +54,40 @@ class RunConfig:
         return Path("runs") / f"{self.model}-{stamp}"
 
 
-def _prepare_out(cfg: RunConfig) -> Path:
+class RunInputs(NamedTuple):
+    """The run's inputs, checked before anything is written."""
+
+    images: list[Path]
+    dataset: object  # a CocoBoxDataset, or None without --data
+    provenance: dict  # model, checkpoint and its SHA-256
+
+
+def check_out(cfg: RunConfig) -> Path:
+    """The run's folder: absent or empty; with --force, an earlier run's folder (replaced
+    whole when this run succeeds). Creates nothing."""
     out = cfg.out_dir()
-    if out.exists() and any(out.iterdir()) and not cfg.force:
-        raise ArtifactError(f"{out} is not empty; choose another --out or pass --force")
-    out.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(out) and not out.is_dir():
+        raise ArtifactError(f"--out {out} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()):
+        if not cfg.force:
+            raise ArtifactError(f"{out} is not empty; choose another --out or pass --force")
+        if not (out / "report.json").is_file():
+            raise ArtifactError(f"{out} is not empty and holds no report.json, so it is not a "
+                                "`trtq run` folder; --force replaces only an earlier run's "
+                                "folder: choose another --out")
+    check_parent(out)
     return out
 
 
-def sample_agreement(torch_backend, ort_backend, paths: list[Path]) -> dict:
-    """Mask IoU between PyTorch and onnxruntime on `paths`, one centre-box prompt per image."""
-    from trtq.data.samples import center_box
-    from trtq.eval.masks import mask_iou
-    from trtq.eval.sam_eval import predict_masks
-
-    rows = []
-    for path in paths:
-        rgb = load_rgb(path)
-        box = center_box(rgb.shape[:2])
-        a, _ = predict_masks(torch_backend, rgb, box)
-        b, _ = predict_masks(ort_backend, rgb, box)
-        rows.append({"image": path.name, "agreement": mask_iou(a[0], b[0]),
-                     "mask_fraction": float(a[0].mean())})
-    return {"images": len(rows), "agreement_miou": float(np.mean([r["agreement"] for r in rows])),
-            "per_image": rows}
+def relocate(data, stage: Path, out: Path):
+    """`data` with every string path under the staging folder moved to the final folder."""
+    if isinstance(data, str):
+        return str(out) + data[len(str(stage)):] if data.startswith(str(stage)) else data
+    if isinstance(data, dict):
+        return {k: relocate(v, stage, out) for k, v in data.items()}
+    if isinstance(data, list):
+        return [relocate(v, stage, out) for v in data]
+    return data
 
 
 def _evaluate_split(cfg: RunConfig, dataset, torch_backend, ort_backend, out: Path) -> dict:
@@ -92,47 +104,65 @@ def _evaluate_split(cfg: RunConfig, dataset, torch_backend, ort_backend, out: Pa
         record = {**result.summary(), "backend": backend.name, "data": str(cfg.data),
                   "split": cfg.split, "seconds": result.seconds,
                   "per_instance": result.per_instance}
-        artifacts.write_json(out / f"eval_{backend.name}.json", record, force=cfg.force)
+        artifacts.write_json(out / f"eval_{backend.name}.json", record)
         summaries[backend.name] = result.summary() | {"seconds": result.seconds}
         reference = reference or record
     return summaries
 
 
 def run_pipeline(cfg: RunConfig) -> dict:
+    """The whole run into `cfg.out_dir()`, written as one transaction (a failed or killed run
+    leaves no folder behind); returns the report."""
     from trtq.data import CocoBoxDataset
     from trtq.data.samples import sample_image_paths
-    from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
-    from trtq.export.onnx_fp32 import ExportSpec, export_fp32
-    from trtq.models import checkpoint_provenance, load_model
-    from trtq.pipeline_int8 import bench_pair, int8_stage, split_images, tensorrt_stage
+    from trtq.models import checkpoint_provenance, get_spec
+    from trtq.models.classifiers import is_classifier
+    from trtq.pipeline_int8 import split_images
     from trtq.recipes import get_recipe
+    from trtq.staging import staged_folder
 
     # Validate every input before minutes of export work.
+    get_spec(cfg.model)
+    if is_classifier(cfg.model):
+        raise ArtifactError(f"{cfg.model} is an image classifier; `trtq run` covers SAM-family "
+                            "models (measure a classifier with `trtq classify`)")
     images = ImageFolder(cfg.images).paths if cfg.images else sample_image_paths()
     dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit) if cfg.data else None
     if cfg.int8:
         get_recipe(cfg.recipe)
         split_images(images)
-    out = _prepare_out(cfg)
-    provenance = checkpoint_provenance(cfg.model, cfg.checkpoint)
+    out = check_out(cfg)
+    inputs = RunInputs(images, dataset, checkpoint_provenance(cfg.model, cfg.checkpoint))
+    with staged_folder(out, (), cfg.force, replace=True) as stage:
+        report = _run_into(cfg, stage, out, inputs)
+    return report
+
+
+def _run_into(cfg: RunConfig, stage: Path, out: Path, inputs: RunInputs) -> dict:
+    from trtq.eval.backends import OnnxRuntimeBackend, TorchBackend
+    from trtq.export.onnx_fp32 import ExportSpec, export_fp32
+    from trtq.models import load_model
+    from trtq.pipeline_int8 import bench_pair, int8_stage, tensorrt_stage
+
+    images, dataset, provenance = inputs
     model = load_model(cfg.model, provenance["checkpoint"])
-    onnx_dir = out / "onnx"
+    onnx_dir = stage / "onnx"
     exported = export_fp32(model, ExportSpec(cfg.model, provenance["checkpoint_sha256"]),
-                           onnx_dir, force=cfg.force)
+                           onnx_dir)
     torch_backend = TorchBackend(model)
     ort_backend = OnnxRuntimeBackend(onnx_dir, model=cfg.model)
     log.info("comparing PyTorch and onnxruntime masks on %d images", len(images))
     report = {"config": asdict(cfg) | {"out": str(out)}, **provenance, "export": exported,
               "sample_agreement": sample_agreement(torch_backend, ort_backend, images)}
     if dataset is not None:
-        report["eval"] = _evaluate_split(cfg, dataset, torch_backend, ort_backend, out)
+        report["eval"] = _evaluate_split(cfg, dataset, torch_backend, ort_backend, stage)
     if cfg.int8:
-        report["int8"] = int8_stage(cfg, out, provenance, ort_backend, images, dataset)
-        pair = bench_pair(onnx_dir, out / "onnx-int8-onnxruntime", cfg)
+        report["int8"] = int8_stage(cfg, stage, provenance, ort_backend, images, dataset)
+        pair = bench_pair(onnx_dir, stage / "onnx-int8-onnxruntime", cfg)
         report["bench"] = _strip(pair["fp32"])
         report["int8"]["bench"] = _strip(pair["int8"])
         report["int8"]["speedup_vs_fp32"] = pair["speedup_vs_fp32"]
-        report["tensorrt"] = tensorrt_stage(out, onnx_dir, out / "onnx-int8-tensorrt", cfg)
+        report["tensorrt"] = tensorrt_stage(stage, onnx_dir, stage / "onnx-int8-tensorrt", cfg)
     else:
         from trtq.bench.onnxruntime_bench import bench_onnx
 
@@ -140,9 +170,10 @@ def run_pipeline(cfg: RunConfig) -> dict:
                                                    cfg.warmup, progress=cfg.progress)
                                   for part in ("encoder", "decoder")})
     report["versions"] = artifacts.package_versions()
-    artifacts.write_json(out / "report.json", report, force=cfg.force)
-    artifacts.write_text(out / "report.md", run_markdown(report), force=cfg.force)
-    _plot(report, out / "report.png", cfg.force)
+    report = relocate(report, stage, out)
+    artifacts.write_json(stage / "report.json", report)
+    artifacts.write_text(stage / "report.md", run_markdown(report))
+    _plot(report, stage / "report.png")
     return report
 
 
@@ -150,7 +181,7 @@ def _strip(records: dict) -> dict:
     return {part: {k: v for k, v in r.items() if k != "samples_ms"} for part, r in records.items()}
 
 
-def _plot(report: dict, path: Path, force: bool) -> None:
+def _plot(report: dict, path: Path) -> None:
     from trtq.bench.plots import pipeline_plot
 
     accuracy = {"fp32": {"agreement_miou": 1.0}}
@@ -164,5 +195,5 @@ def _plot(report: dict, path: Path, force: bool) -> None:
     bench = {"fp32": report["bench"]}
     if "int8" in report:
         bench["int8"] = report["int8"]["bench"]
-    with artifacts.atomic_output(path, force) as tmp:
+    with artifacts.atomic_output(path) as tmp:
         pipeline_plot({"bench": bench, "accuracy": accuracy}, tmp)

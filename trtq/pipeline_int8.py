@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from trtq import artifacts
@@ -32,31 +31,25 @@ def split_images(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def calibrate_into(cfg, out: Path, provenance: dict, paths: list[Path]) -> Path:
-    """Calibrate a fresh model on `paths` and save it as `trtq calibrate` does."""
-    from trtq.calib import calibrate, save_quant_state
-    from trtq.calib.state_dir import STATE_FILE
+    """Calibrate a fresh model on `paths` (centre-box prompts) into the folder `out`."""
+    from trtq.calib.state_dir import CalibSource, calibrate_to_dir
     from trtq.data.calibration import CalibSample
     from trtq.data.images import load_rgb
     from trtq.data.samples import center_box
     from trtq.models import load_model
+    from trtq.progress import progress
     from trtq.recipes import get_recipe
 
     recipe = get_recipe(cfg.recipe)
     model = load_model(cfg.model, provenance["checkpoint"])
     samples = [CalibSample(rgb, center_box(rgb.shape[:2])) for rgb in map(load_rgb, paths)]
     log.info("calibrating %s with %s on %d images", cfg.model, recipe.name, len(samples))
-    start = time.perf_counter()
-    calibrate(model, recipe, samples)
-    seconds = time.perf_counter() - start
-    state = out / STATE_FILE
-    out.mkdir(parents=True, exist_ok=True)
-    with artifacts.atomic_output(state, cfg.force) as tmp:
-        save_quant_state(model, recipe, tmp)
-    artifacts.write_sidecar(state, "quant_state",
-                            {"checkpoint": provenance["checkpoint_sha256"]},
-                            {"model": cfg.model, "recipe_sha256": recipe.sha256(),
-                             "images": [p.name for p in paths], "seconds": seconds},
-                            force=True)
+    source = CalibSource(cfg.images or "bundled sample images", None,
+                         tuple(p.name for p in paths))
+    calibrate_to_dir(model, cfg.model, recipe, samples, out, source=source,
+                     checkpoint_sha256=provenance["checkpoint_sha256"],
+                     progress=lambda items: progress(items, cfg.progress, len(samples),
+                                                      "calibrate"))
     return out
 
 
@@ -67,9 +60,11 @@ def export_int8(cfg, calibrated: Path, provenance: dict, out: Path, target: str)
     from trtq.models import load_model
 
     model = load_model(cfg.model, provenance["checkpoint"])
-    recipe, _ = load_calibrated(model, cfg.model, calibrated, target)
-    spec = ExportSpec(cfg.model, provenance["checkpoint_sha256"])
-    result = export_quantized(model, recipe, spec, out, target, force=cfg.force, logquant="onnx")
+    recipe, record = load_calibrated(model, cfg.model, calibrated, target)
+    spec = ExportSpec(cfg.model, provenance["checkpoint_sha256"],
+                      calibration_id=record["calibration_id"])
+    result = export_quantized(model, recipe, spec, out, target, logquant="onnx",
+                              inputs={"quant_state": record["sha256"]})
     return {part: {k: v for k, v in record.items() if k in
                    ("path", "int8_mac_coverage", "parity_max_rel_diff", "lint_errors")}
             for part, record in result.items()}
@@ -135,7 +130,7 @@ def int8_stage(cfg, out: Path, provenance: dict, fp32_backend, images: list[Path
                dataset=None) -> dict:
     """Calibration, exports and accuracy of the INT8 model; the report's "int8" section."""
     from trtq.eval.backends import OnnxRuntimeBackend
-    from trtq.pipeline import sample_agreement
+    from trtq.eval.sam_eval import sample_agreement
 
     calib_paths, held_out = split_images(images)
     calibrated = calibrate_into(cfg, out / "calibrated", provenance, calib_paths)

@@ -161,8 +161,8 @@ def read_quant_state(path: str | os.PathLike) -> tuple[QuantRecipe, dict, dict]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CalibrationError(f"{path} is not a trtq quant state ({exc}); "
-                               "re-run `trtq calibrate`") from exc
+        raise CalibrationError(f"{path} is not a trtq quant state (torch.load: "
+                               f"{type(exc).__name__}); re-run `trtq calibrate`") from exc
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise CalibrationError(f"{path} is not a trtq quant state (version {STATE_VERSION})")
     return recipe_from_dict(data["recipe"]), data["quantizers"], data.get("big") or {}

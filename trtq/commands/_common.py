@@ -16,3 +16,14 @@ def read_json(path: str | Path, what: str) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
+def require_sam_model(name: str, command: str) -> None:
+    """Refuse an unknown model name, and a classifier where only SAM-family models work."""
+    from trtq.models import get_spec
+    from trtq.models.classifiers import is_classifier
+
+    get_spec(name)
+    if is_classifier(name):
+        raise DataError(f"{name} is an image classifier; `trtq {command}` works on SAM-family "
+                        "models only (measure a classifier with `trtq classify`)")

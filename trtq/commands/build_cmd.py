@@ -17,6 +17,7 @@ PARTS = ("encoder", "decoder")
 
 def _jobs(onnx: Path, out: Path, precision: str | None) -> list[tuple[Path, Path, str]]:
     """(onnx, engine, precision) per build; a folder builds each part it holds."""
+    from trtq.artifacts import export_pair
     from trtq.engines.build import onnx_content
 
     if onnx.is_dir():
@@ -27,6 +28,7 @@ def _jobs(onnx: Path, out: Path, precision: str | None) -> list[tuple[Path, Path
         if out.suffix == ".engine":
             raise ArtifactError(f"--onnx {onnx} is a folder, so --out must be a folder too "
                                 f"(got {out})")
+        export_pair(onnx)  # an encoder and a decoder from different exports are refused
     elif not onnx.is_file():
         raise ArtifactError(f"--onnx {onnx} does not exist; run `trtq export` first")
     else:
@@ -126,9 +128,38 @@ def _engine_info(result) -> None:
     print(f"  engine layers by output precision: {layer_precisions(layers)}")
 
 
+def _outputs(jobs) -> list[str]:
+    """The file names a folder build writes: engines, sidecars, FP16 conversions."""
+    from trtq.artifacts import sidecar_path
+    from trtq.engines.build import fp16_onnx_path
+
+    names = []
+    for _, engine, precision in jobs:
+        paths = [engine] + ([fp16_onnx_path(engine)] if precision == "fp16" else [])
+        names += [n for p in paths for n in (p.name, sidecar_path(p).name)]
+    return names
+
+
+def _build(args, onnx: Path, engine: Path, precision: str) -> None:
+    from trtq.engines.build import build_engine
+
+    result = build_engine(onnx, engine, _options(args, precision, onnx), force=args.force)
+    rec = result.record
+    where = "ahead of time, no GPU" if rec["ahead_of_time"] else rec["device"]["name"]
+    final = Path(args.out) / engine.name if Path(args.onnx).is_dir() else engine
+    print(f"built {final}: {result.size_bytes / 1e6:.1f} MB in {result.seconds:.1f} s "
+          f"({precision}, {rec['tensorrt']['module']} {rec['tensorrt']['version']}, {where}, "
+          f"{'strongly' if rec['build']['strongly_typed'] else 'weakly'} typed)")
+    kept = rec["build"]["precision_constraints"]
+    if kept["status"] == "applied":
+        print(f"  layers kept float (obeyed precision constraints): {kept['layers']}")
+    if args.engine_info:
+        _engine_info(result)
+
+
 def run(args) -> int:
     from trtq.artifacts import check_writable
-    from trtq.engines.build import build_engine
+    from trtq.staging import check_folder_outputs, staged_folder
 
     jobs = _jobs(Path(args.onnx), Path(args.out), args.precision)
     _check_shape_names(args, jobs)
@@ -137,19 +168,13 @@ def run(args) -> int:
     if args.trt_version:
         raise BackendError("--trt-version only names the release for --print-trtexec; a build "
                            "uses the TensorRT installed here")
-    for _, engine, _ in jobs:  # refuse before the first build, not after it
-        check_writable(engine, args.force)
-    for onnx, engine, precision in jobs:
-        result = build_engine(onnx, engine, _options(args, precision, onnx),
-                              force=args.force)
-        rec = result.record
-        where = "ahead of time, no GPU" if rec["ahead_of_time"] else rec["device"]["name"]
-        print(f"built {engine}: {result.size_bytes / 1e6:.1f} MB in {result.seconds:.1f} s "
-              f"({precision}, {rec['tensorrt']['module']} {rec['tensorrt']['version']}, {where}, "
-              f"{'strongly' if rec['build']['strongly_typed'] else 'weakly'} typed)")
-        kept = rec["build"]["precision_constraints"]
-        if kept["status"] == "applied":
-            print(f"  layers kept float (obeyed precision constraints): {kept['layers']}")
-        if args.engine_info:
-            _engine_info(result)
+    if not Path(args.onnx).is_dir():
+        check_writable(jobs[0][1], args.force)
+        _build(args, *jobs[0])
+        return 0
+    names = _outputs(jobs)
+    check_folder_outputs(args.out, names, args.force)  # refuse before the first build
+    with staged_folder(args.out, names, args.force) as stage:  # all engines, or none
+        for onnx, engine, precision in jobs:
+            _build(args, onnx, stage / engine.name, precision)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 log = logging.getLogger("trtq.calib")
@@ -71,62 +70,49 @@ def classifier_task(model, folder, limit: int, batch: int = 8):
                           for i in range(0, len(images), batch))
 
 
-def run(args) -> int:
-    from trtq import artifacts
-    from trtq.bench.system import peak_rss_mib
-    from trtq.calib import calibrate, save_quant_state
-    from trtq.calib.modules import logquant_params, quantizers
-    from trtq.calib.state_dir import STATE_FILE
+def _sam_samples(args):
+    """Box-prompted calibration samples (SAM models; None for a classifier, whose task needs
+    the model's preprocessing)."""
     from trtq.data.calibration import calibration_samples
-    from trtq.errors import TrtqError
-    from trtq.models import checkpoint_provenance, load_model
-    from trtq.progress import progress
+    from trtq.models.classifiers import is_classifier
 
+    if is_classifier(args.model):
+        return None
+    return calibration_samples(args.calib_data, args.split, args.num_images,
+                               allow_eval_split=args.allow_eval_split)
+
+
+def run(args) -> int:
+    from trtq.calib.state_dir import STATE_NAMES, CalibSource, calibrate_to_dir
+    from trtq.errors import TrtqError
+    from trtq.models import checkpoint_provenance, get_spec, load_model
+    from trtq.progress import progress
+    from trtq.staging import check_folder_outputs
+
+    get_spec(args.model)
     recipe = resolve_recipe(args)
     if not recipe.rules:
         raise TrtqError(f"recipe {recipe.name!r} has no quantizers: nothing to calibrate "
                         "(build its engine straight from the FP32 ONNX)")
-    from trtq.models.classifiers import is_classifier
-
-    if not is_classifier(args.model):
-        samples = calibration_samples(args.calib_data, args.split, args.num_images,
-                                      allow_eval_split=args.allow_eval_split)
-    out = Path(args.out)
-    state_path = out / STATE_FILE
-    artifacts.check_writable(state_path, args.force)
-    artifacts.check_writable(artifacts.sidecar_path(state_path), args.force)
+    check_folder_outputs(args.out, STATE_NAMES, args.force)
+    samples = _sam_samples(args)  # the data is checked before the model loads
     provenance = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, provenance["checkpoint"])
-    if is_classifier(args.model):
+    if samples is None:
         samples = classifier_task(model, args.calib_data, args.num_images)
     log.info("calibrating %s with %s on %d images from %s", args.model, recipe.name,
              len(samples), args.calib_data)
-    start = time.perf_counter()
-    calibrate(model, recipe, samples,
-              progress=lambda items: progress(items, args.progress, len(samples), "calibrate"))
-    seconds = time.perf_counter() - start
-    active = sum(1 for _, q in quantizers(model) if q.enabled)
-    out.mkdir(parents=True, exist_ok=True)
-    with artifacts.atomic_output(state_path, args.force) as tmp:
-        save_quant_state(model, recipe, tmp)
-    extra = {
-        "model": args.model, "recipe": recipe.to_dict(), "recipe_sha256": recipe.sha256(),
-        "deployable": recipe.deployable, "target": recipe.target,
-        "calib_data": str(args.calib_data), "split": args.split, "images": len(samples),
-        "boxes": (int(sum(len(s.boxes) for s in samples if s.boxes is not None))
-                  if isinstance(samples, list) else None),
-        "quantizers_on": active, "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
-        "big": getattr(model, "trtq_big_report", None),
-        "logquant": logquant_params(model),
-        "search": getattr(model, "trtq_search_report", None),
-    }
-    inputs = {"checkpoint": provenance["checkpoint_sha256"]} if provenance["checkpoint"] else {}
-    artifacts.write_sidecar(state_path, "quant_state", inputs, extra, force=True)
-    print(f"calibrated {args.model} with {recipe.name}: {active} quantizers on, "
-          f"{len(samples)} images, {seconds:.1f} s, peak RSS {extra['peak_rss_mib']:.0f} MiB")
-    if extra["big"]:
-        print(format_big_report(extra["big"]))
-    if extra["search"]:
-        print(format_search_report(extra["search"]))
-    print(f"wrote {state_path}")
+    record = calibrate_to_dir(
+        model, args.model, recipe, samples, args.out,
+        source=CalibSource(str(args.calib_data), args.split),
+        checkpoint_sha256=provenance["checkpoint_sha256"], force=args.force,
+        progress=lambda items: progress(items, args.progress, len(samples), "calibrate"))
+    print(f"calibrated {args.model} with {recipe.name}: {record['quantizers_on']} quantizers "
+          f"on, {len(samples)} images, {record['seconds']:.1f} s, peak RSS "
+          f"{record['peak_rss_mib']:.0f} MiB (calibration {record['calibration_id']})")
+    if record["big"]:
+        print(format_big_report(record["big"]))
+    if record["search"]:
+        print(format_search_report(record["search"]))
+    print(f"wrote {Path(args.out) / STATE_NAMES[0]}")
     return 0

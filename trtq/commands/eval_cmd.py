@@ -40,11 +40,12 @@ def make_backend(args):
 
 def run(args) -> int:
     from trtq import artifacts
-    from trtq.commands._common import read_json
+    from trtq.commands._common import read_json, require_sam_model
     from trtq.data import CocoBoxDataset
     from trtq.eval.sam_eval import evaluate, format_table
     from trtq.progress import progress
 
+    require_sam_model(args.model, "eval")
     artifacts.check_writable(args.out, args.force)
     reference = read_json(args.reference, "reference") if args.reference else None
     dataset = CocoBoxDataset(args.data, args.split, box_source=args.box_source, limit=args.limit)

@@ -51,6 +51,11 @@ def calibration_samples(root: str | os.PathLike, split: str | None = None,
                         "disjoint split (busi: calib, tiny_coco: train2017) or pass "
                         "--allow-eval-split if you really mean it")
     dataset = CocoBoxDataset(root, split, box_source=box_source, limit=num_images)
-    return [CalibSample(s.rgb, np.stack([i.box for i in s.instances]) if s.instances else None,
-                        str(dataset.image_dir / s.file_name))
-            for s in dataset]
+    samples = [CalibSample(s.rgb, np.stack([i.box for i in s.instances]) if s.instances else None,
+                           str(dataset.image_dir / s.file_name))
+               for s in dataset]
+    if not any(s.boxes is not None for s in samples):
+        raise DataError(f"no usable box prompt in {root}/{split} (every annotation of the "
+                        f"{len(samples)} images is degenerate: an empty mask or a box outside "
+                        "the image), so the decoder cannot be calibrated; fix the annotations")
+    return samples

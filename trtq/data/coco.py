@@ -38,12 +38,28 @@ class Sample:
     file_name: str
     rgb: np.ndarray  # (H, W, 3) uint8
     instances: tuple[Instance, ...]
+    skipped: int = 0  # degenerate annotations left out (empty mask, box outside the image)
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], dtype=np.float64)
+
+
+def bbox_box(ann: dict, hw: tuple[int, int]) -> np.ndarray | None:
+    """An annotation's `bbox` (x, y, w, h) as (x0, y0, x1, y1) clipped to the image; None when
+    it is degenerate (no area) or lies outside the image."""
+    try:
+        x, y, w, h = (float(v) for v in ann["bbox"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"annotation {ann.get('id')} has no usable bbox [x, y, w, h]; use "
+                        "--box-source mask") from None
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(hw[1])), min(y + h, float(hw[0]))
+    if not (np.isfinite([x0, y0, x1, y1]).all() and x1 > x0 and y1 > y0):
+        return None
+    return np.array([x0, y0, x1, y1], dtype=np.float64)
 
 
 def _read_coco_json(path: Path) -> dict:
@@ -87,7 +103,23 @@ class CocoBoxDataset:
             coco.createIndex()
         self.coco = coco
         ids = [i for i in sorted(coco.getImgIds()) if self._annotations(i)]
+        if not ids:
+            raise DataError(f"{ann_path} has no image with a (non-crowd) annotation: nothing "
+                            "to evaluate or calibrate on; check the split")
         self.image_ids = ids[:limit] if limit else ids
+        self._check_files(ann_path)
+
+    def _check_files(self, ann_path: Path) -> None:
+        """Every listed image must be a file in the split's folder (checked up front, not
+        minutes into a run)."""
+        names = [self.coco.imgs[i].get("file_name") for i in self.image_ids]
+        if not all(isinstance(n, str) and n for n in names):
+            raise DataError(f"{ann_path} is not a COCO instances file (an image lacks file_name)")
+        missing = [n for n in names if not (self.image_dir / n).is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} of {len(names)} images listed in {ann_path.name} "
+                            f"are missing from {self.image_dir} (e.g. {missing[0]}); copy them "
+                            "there or fix the annotation file")
 
     def _annotations(self, image_id: int) -> list[dict]:
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id], iscrowd=False))
@@ -111,11 +143,9 @@ class CocoBoxDataset:
             raise DataError(f"annotation {ann['id']} mask is {mask.shape}, image is {hw}")
         if not mask.any():
             return None
-        if self.box_source == "mask":
-            box = mask_box(mask)
-        else:
-            x, y, w, h = ann["bbox"]
-            box = np.array([x, y, x + w, y + h], dtype=np.float64)
+        box = mask_box(mask) if self.box_source == "mask" else bbox_box(ann, hw)
+        if box is None:
+            return None
         return Instance(int(ann["id"]), int(ann.get("category_id", 0)), box, mask)
 
     def __iter__(self) -> Iterator[Sample]:
@@ -126,6 +156,7 @@ class CocoBoxDataset:
             if ("height" in info and "width" in info) and (info["height"], info["width"]) != hw:
                 raise DataError(f"{info['file_name']} is {hw[0]}×{hw[1]} but the annotations say "
                                 f"{info['height']}×{info['width']}")
-            found = (self._instance(a, hw) for a in self._annotations(image_id))
+            found = [self._instance(a, hw) for a in self._annotations(image_id)]
             instances = tuple(i for i in found if i is not None)
-            yield Sample(image_id, info["file_name"], rgb, instances)
+            yield Sample(image_id, info["file_name"], rgb, instances,
+                         len(found) - len(instances))

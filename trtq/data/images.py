@@ -13,11 +13,21 @@ from trtq.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def _flatten(image: Image.Image) -> np.ndarray:
+    """uint8 RGB of a decoded image; transparency composited onto black."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        return (rgba[..., :3] * (rgba[..., 3:] / 255.0)).round().astype(np.uint8)
+    return np.asarray(image.convert("RGB"))
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to a uint8 (H, W, 3) RGB array.
 
-    Grayscale and palette images are expanded to three channels; 16-bit and float images are
-    min–max scaled to 8 bits first.
+    Grayscale and palette images are expanded to three channels, CMYK is converted; 16-bit and
+    float images are min–max scaled to 8 bits first; images with transparency (RGBA, LA, a
+    palette with a transparent colour) are composited onto black, so a hidden colour under a
+    transparent pixel never reaches the model.
     """
     path = Path(path)
     try:
@@ -27,7 +37,7 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
                 data = np.asarray(image, dtype=np.float64)
                 span = max(float(data.max() - data.min()), 1e-12)
                 image = Image.fromarray(((data - data.min()) / span * 255).round().astype(np.uint8))
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = _flatten(image)
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:

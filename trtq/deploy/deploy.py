@@ -222,10 +222,10 @@ def pull(cfg: DeployConfig, remote: Remote) -> TransferStats:
 
 
 def _check_out(cfg: DeployConfig) -> None:
-    for name in ("report.json", "report.md"):
-        if (cfg.out / name).exists() and not cfg.force:
-            raise ArtifactError(f"{cfg.out / name} already exists; pass --force to replace it "
-                                "or choose another --out")
+    """--out must be a folder that can be created and holds no report yet (or --force)."""
+    from trtq.staging import check_folder_outputs
+
+    check_folder_outputs(cfg.out, ("report.json", "report.md"), cfg.force)
 
 
 def deploy(cfg: DeployConfig, retry: Retry | None = None) -> DeployResult:

@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtq.artifacts import export_pair
 from trtq.engines.trtexec import TrtexecOptions, trtexec_argv
 from trtq.engines.versions import TrtVersion
 from trtq.errors import ArtifactError, BackendError
@@ -65,6 +66,7 @@ def _onnx_files(path: Path) -> list[Path]:
     if not found:
         raise ArtifactError(f"{path} holds no encoder.onnx or decoder.onnx (nor a `trtq run` "
                             f"folder's {' or '.join(RUN_FOLDERS)}/)")
+    export_pair(path)  # an encoder and a decoder from different exports are refused
     return found
 
 

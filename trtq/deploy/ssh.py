@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -43,6 +44,20 @@ _PERMANENT = (
 )
 
 
+# user@host: letters, digits and . _ - in the user; a name, IPv4 or IPv6 address (with
+# : % [ ]) in the host. Anything else (; $ ` | & ( ) quotes, spaces, ...) is refused before
+# ssh runs: a host is never a place for shell syntax.
+_HOST = re.compile(r"(?:[A-Za-z0-9._][A-Za-z0-9._-]*@)?[A-Za-z0-9._:%\[\]-]+")
+
+
+def check_host(host: str) -> None:
+    if not host or host.startswith("-") or not _HOST.fullmatch(host):
+        bad = sorted({c for c in host if not (c.isalnum() or c in "._-@:%[]")})
+        why = f" (it contains {' '.join(repr(c) for c in bad)})" if bad else ""
+        raise TrtqError(f"--host {host!r} is not user@name or a Host name from ~/.ssh/config"
+                        f"{why}; give e.g. nvidia@192.168.1.42 or orin")
+
+
 class RemoteError(TrtqError):
     """A remote command failed; `transient` when the connection dropped (worth a retry)."""
 
@@ -65,9 +80,7 @@ class SshTarget:
     connect_timeout_s: int = 15
 
     def __post_init__(self) -> None:
-        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
-            raise TrtqError(f"--host must be user@name or a name from ~/.ssh/config, got "
-                            f"{self.host!r}")
+        check_host(self.host)
         if self.port is not None and not 0 < self.port < 65536:
             raise TrtqError(f"--port must be 1-65535, got {self.port}")
         for path, what in ((self.key, "--key"), (self.config, "--ssh-config")):

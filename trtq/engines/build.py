@@ -140,7 +140,8 @@ def _onnx_provenance(onnx_path: Path) -> dict:
     if not sidecar_path(onnx_path).is_file():
         return {}
     record = read_sidecar(onnx_path)  # refuses an ONNX changed since export
-    keys = ("model", "part", "precision", "recipe_sha256", "target", "logquant_form")
+    keys = ("model", "part", "precision", "recipe_sha256", "target", "logquant_form",
+            "calibration_id")
     return {f"onnx_{k}" if k == "precision" else k: record[k] for k in keys if k in record}
 
 

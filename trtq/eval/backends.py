@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trtq.artifacts import read_sidecar
+from trtq.artifacts import check_pair, read_sidecar
 from trtq.errors import ArtifactError
 from trtq.models.preprocess import Preprocess
 
@@ -84,6 +84,7 @@ class OnnxRuntimeBackend:
                                 "pass the matching --model or --onnx-dir")
         if dec_meta.get("model") != self.model_name:
             raise ArtifactError(f"{enc_path} and {dec_path} come from different models")
+        check_pair(root, enc_meta, dec_meta)
         self.preprocess = preprocess_from_record(enc_meta)
         self.encoder = create_session(enc_path, threads)
         self.decoder = create_session(dec_path, threads)

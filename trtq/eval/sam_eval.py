@@ -69,7 +69,9 @@ def evaluate(backend, samples: Iterable[Sample], reference: dict | None = None) 
     result = EvalResult()
     agreements = []
     start = time.perf_counter()
+    skipped = 0
     for sample in samples:
+        skipped += getattr(sample, "skipped", 0)
         if not sample.instances:
             continue
         boxes = np.stack([inst.box for inst in sample.instances])
@@ -83,6 +85,7 @@ def evaluate(backend, samples: Iterable[Sample], reference: dict | None = None) 
                 agreements.append(record["agreement"])
             result.per_instance.append(record)
     result.seconds = time.perf_counter() - start
+    _check_instances(len(result.per_instance), skipped)
     if ref_masks is not None:
         if not agreements:
             raise DataError("the reference run shares no annotation ids with this evaluation; "
@@ -90,6 +93,16 @@ def evaluate(backend, samples: Iterable[Sample], reference: dict | None = None) 
         result.agreement_miou = float(np.mean(agreements))
         result.agreement_instances = len(agreements)
     return result
+
+
+def _check_instances(evaluated: int, skipped: int) -> None:
+    if skipped and evaluated:
+        log.warning("%d degenerate annotations (empty mask or box outside the image) were left "
+                    "out", skipped)
+    if not evaluated:
+        raise DataError(f"no instance could be evaluated ({skipped} degenerate annotations: "
+                        "empty masks or boxes outside the image); an mIoU of nothing is not a "
+                        "result - check the annotations, --split and --limit")
 
 
 def _reference_index(reference: dict) -> dict[int, dict]:
@@ -106,3 +119,23 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
         agree = f"{s['agreement_miou']:.4f}" if s.get("agreement_miou") is not None else "—"
         lines.append(f"| {label} | {s['instances']} | {s['miou']:.4f} | {agree} |")
     return "\n".join(lines)
+
+
+def sample_agreement(backend_a, backend_b, paths: list) -> dict:
+    """Mask IoU between two backends on the image files `paths`, one centre-box prompt per
+    image (no labels needed): how far an export or a quantized model strays from a reference."""
+    from trtq.data.images import load_rgb
+    from trtq.data.samples import center_box
+
+    if not paths:
+        raise DataError("no images to compare the two models on; pass an image folder")
+    rows = []
+    for path in paths:
+        rgb = load_rgb(path)
+        box = center_box(rgb.shape[:2])
+        a, _ = predict_masks(backend_a, rgb, box)
+        b, _ = predict_masks(backend_b, rgb, box)
+        rows.append({"image": path.name, "agreement": mask_iou(a[0], b[0]),
+                     "mask_fraction": float(a[0].mean())})
+    return {"images": len(rows), "agreement_miou": float(np.mean([r["agreement"] for r in rows])),
+            "per_image": rows}

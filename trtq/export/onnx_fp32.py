@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trtq.artifacts import atomic_output, check_writable, sidecar_path, write_sidecar
+from trtq.artifacts import atomic_output, write_sidecar
 from trtq.errors import ArtifactError
 
 log = logging.getLogger("trtq.export")
@@ -36,6 +36,7 @@ class ExportSpec:
     model_name: str
     checkpoint_sha256: str | None = None
     opset: int = DEFAULT_OPSET
+    calibration_id: str | None = None  # the quant state's (INT8 exports; see calib.state_dir)
 
 
 def sample_inputs(model, num_boxes: int = 3, seed: int = 0):
@@ -132,11 +133,21 @@ def sam_parts(model) -> tuple[OnnxPart, OnnxPart]:
     return encoder, decoder
 
 
+PART_NAMES = ("encoder", "decoder")
+
+
+def output_names(parts=PART_NAMES) -> tuple[str, ...]:
+    """The files an export writes: each part's ONNX and its sidecar."""
+    names = [getattr(part, "name", part) for part in parts]
+    return tuple(f"{name}.onnx{suffix}" for name in names for suffix in ("", ".json"))
+
+
 def check_part_outputs(parts, out: Path, force: bool) -> None:
-    """Refuse before any work if an output ONNX file or its sidecar exists (without --force)."""
-    for part in parts:
-        check_writable(out / f"{part.name}.onnx", force)
-        check_writable(sidecar_path(out / f"{part.name}.onnx"), force)
+    """Refuse before any work if an output ONNX file or its sidecar exists (without --force),
+    or `out` cannot be a folder."""
+    from trtq.staging import check_folder_outputs
+
+    check_folder_outputs(out, output_names(parts), force)
 
 
 def part_record(part: OnnxPart) -> dict:
@@ -148,20 +159,23 @@ def part_record(part: OnnxPart) -> dict:
 
 
 def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool = False) -> dict:
-    """Export `model` to `out_dir/encoder.onnx` and `out_dir/decoder.onnx` (+ sidecars)."""
+    """Export `model` to `out_dir/encoder.onnx` and `out_dir/decoder.onnx` (+ sidecars), as
+    one transaction (`trtq.staging`): both parts appear together or not at all."""
+    from trtq.staging import staged_folder
+
     out = Path(out_dir)
     parts = sam_parts(model.eval())
     check_part_outputs(parts, out, force)
-    common = {"model": spec.model_name, "precision": "fp32", "opset": spec.opset,
-              "preprocess": asdict(model.preprocess)}
+    common = {"model": spec.model_name, "precision": "fp32", "calibration_id": None,
+              "opset": spec.opset, "preprocess": asdict(model.preprocess)}
     inputs = {"checkpoint": spec.checkpoint_sha256} if spec.checkpoint_sha256 else {}
     result = {}
-    for part in parts:
-        path = out / f"{part.name}.onnx"
-        log.info("exporting the %s to %s", part.name, path)
-        parity = export_part(part, path, spec.opset, force)
-        write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **parity},
-                      force=True)
-        result[part.name] = str(path)
-        result[f"{part.name}_parity"] = parity["parity_max_rel_diff"]
+    with staged_folder(out, output_names(parts), force) as stage:
+        for part in parts:
+            path = stage / f"{part.name}.onnx"
+            log.info("exporting the %s to %s", part.name, out / path.name)
+            parity = export_part(part, path, spec.opset)
+            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **parity})
+            result[part.name] = str(out / path.name)
+            result[f"{part.name}_parity"] = parity["parity_max_rel_diff"]
     return result

@@ -28,12 +28,14 @@ from trtq.export.onnx_fp32 import (
     _parity,
     _torch_export,
     check_part_outputs,
+    output_names,
     part_record,
     sam_parts,
 )
 from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
 from trtq.export.qdq_parity import forced_parity
 from trtq.export.qdq_rewrite import rewrite_weights
+from trtq.staging import staged_folder
 
 log = logging.getLogger("trtq.export")
 
@@ -139,6 +141,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
                     if q.enabled and not q.is_log2 and name.endswith(".input_quantizer"))
     log2 = logquant_params(model)
     common = {"model": spec.model_name, "quantized_layers": layers, "precision": "int8",
+              "calibration_id": spec.calibration_id,
               "target": target, "logquant_form": logquant if log2 else None,
               "logquant": log2,
               "opset": spec.opset, "recipe": recipe.to_dict(), "recipe_sha256": recipe.sha256(),
@@ -147,12 +150,12 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
     if spec.checkpoint_sha256:
         inputs = {"checkpoint": spec.checkpoint_sha256, **(inputs or {})}
     result = {}
-    with export_mode(model, logquant):
+    with export_mode(model, logquant), staged_folder(out, output_names(parts), force) as stage:
         for part in parts:
-            path = out / f"{part.name}.onnx"
-            log.info("exporting the INT8 %s (%s target) to %s", part.name, target, path)
-            record = export_qdq_part(part, path, spec.opset, target, force, logquant)
-            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **record},
-                          force=True)
-            result[part.name] = {"path": str(path), **record}
+            path = stage / f"{part.name}.onnx"
+            log.info("exporting the INT8 %s (%s target) to %s", part.name, target,
+                     out / path.name)
+            record = export_qdq_part(part, path, spec.opset, target, logquant=logquant)
+            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **record})
+            result[part.name] = {"path": str(out / path.name), **record}
     return result

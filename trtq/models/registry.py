@@ -71,6 +71,8 @@ def resolve_checkpoint(
     if spec.weights is not None:
         return resolve_asset(spec.weights, checkpoint, download=download)
     if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"checkpoint {checkpoint} does not exist; check the path")
         return Path(checkpoint)
     if spec.needs_checkpoint:
         raise CheckpointError(
