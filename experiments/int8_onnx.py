@@ -39,18 +39,19 @@ EXPORTS = {  # variant label: (folder, trtq export flags after --calibrated CAL;
 }
 
 
-def exports(calibrated: Path, work: Path, steps: Steps) -> dict[str, Path]:
+def exports(model: str, calibrated: Path, work: Path, steps: Steps) -> dict[str, Path]:
     dirs = {}
     for label, (folder, flags) in EXPORTS.items():
         dirs[label] = work / folder
         cal = [] if flags is None else ["--calibrated", str(calibrated), *flags]
-        steps.trtq("export", *cal, "--out", str(dirs[label]), "--force")
+        steps.trtq("export", "--model", model, *cal, "--out", str(dirs[label]), "--force")
     return dirs
 
 
 def measure(args, work: Path, steps: Steps) -> dict:
-    dirs = exports(args.calibrated, work, steps)
-    data = ["--data", str(args.data), "--split", args.split, "--backend", "onnxruntime"]
+    dirs = exports(args.model, args.calibrated, work, steps)
+    data = ["--model", args.model, "--data", str(args.data), "--split", args.split, "--backend",
+            "onnxruntime"]
     data += ["--limit", str(args.limit)] if args.limit else []
     out: dict = {"inspect": {}}
     for part in ("encoder", "decoder"):
@@ -76,6 +77,7 @@ def measure(args, work: Path, steps: Steps) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="litemedsam", help="the calibrated model (trtq's name)")
     ap.add_argument("--calibrated", required=True, type=Path, help="a `trtq calibrate` folder")
     ap.add_argument("--data", required=True, type=Path, help="COCO dataset root")
     ap.add_argument("--split", default="val")
