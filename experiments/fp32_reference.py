@@ -97,16 +97,19 @@ def latency(steps: Steps, work: Path, onnx: Path) -> dict:
                    "--force")
         # The machine may be shared: the load right after each run says how busy it was.
         out[name] = read_keys(path, BENCH_KEYS) | {"load_average_after": list(os.getloadavg())}
-    out["encoder_pytorch"] = torch_encoder_latency() | {"load_average_after":
-                                                          list(os.getloadavg())}
     return out
 
 
 def measure(args, work: Path, steps: Steps) -> dict:
     onnx = work / "onnx"
     steps.trtq("export", "--out", str(onnx), "--force")
-    return {"accuracy": accuracy(steps, args.datasets, work, onnx, args.limit),
-            "latency": latency(steps, work, onnx)}
+    # Latency first, while this process is small: Linux carries a parent's peak RSS into the
+    # child it starts, so `trtq bench`'s peak RSS would otherwise report this process's model.
+    timing = latency(steps, work, onnx)
+    results = {"accuracy": accuracy(steps, args.datasets, work, onnx, args.limit)}
+    timing["encoder_pytorch"] = torch_encoder_latency() | {"load_average_after":
+                                                             list(os.getloadavg())}
+    return results | {"latency": timing}
 
 
 def main(argv: list[str] | None = None) -> int:
