@@ -1,7 +1,7 @@
 """The real LiteMedSAM, W8A8 on real busi images: accuracy, export parity, lint, coverage.
 
 Small on purpose (4 calibration images, 8 validation images) so it runs in the default suite;
-the full-split figures come from bench/w8a8_accuracy.sh.
+the full-split figures come from experiments/w8a8_accuracy.sh.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ LiteMedSAM's real post-softmax and post-GELU tensors against uniform quantizatio
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -78,10 +80,12 @@ def test_gelu_twin_ranges_and_tie(bits):
     assert bool(torch.all(flag == (x < -neg / 2)))
 
 
-def test_twin_beats_uniform_on_litemedsam_tensors(litemedsam, busi):
+def test_twin_beats_uniform_on_litemedsam_tensors(litemedsam, busi, monkeypatch):
     """On one busi image's real post-softmax and post-GELU tensors, at 6 bits, the twin format
     (best split / Δpos) has a smaller relative error than uniform with its best range."""
-    import bench.twin_error as te
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "experiments"))
+    import twin_error as te  # experiments/twin_error.py, imported as its own folder runs it
+
     from trtq.data.calibration import calibration_samples
 
     samples = calibration_samples(busi, "calib", 1)

@@ -1,6 +1,6 @@
-"""The README's `trtq deploy --dry-run` listing is what trtq prints today.
+"""docs/deploy.md's `trtq deploy --dry-run` listing is what trtq prints today.
 
-The README shows the listing for the measured LiteMedSAM `trtq run` folder; here the same
+The page shows the listing for the measured LiteMedSAM `trtq run` folder; here the same
 command runs on a tiny model laid out under the same relative paths, so every line must match
 except the disk estimate, which depends on the models' sizes.
 """
@@ -14,19 +14,19 @@ from pathlib import Path
 
 from trtq.cli import main
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DEPLOY_DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 
 def _readme_listing() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Deploy to a Jetson"):]
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    section = text[text.index("# Deploy to a Jetson"):]
     block = re.search(r"```text\n(.*?)```", section, flags=re.S).group(1)
     return block.rstrip("\n").splitlines()
 
 
 def _readme_command() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Deploy to a Jetson"):]
+    text = DEPLOY_DOC.read_text(encoding="utf-8")
+    section = text[text.index("# Deploy to a Jetson"):]
     line = next(ln for ln in section.splitlines() if ln.startswith("trtq deploy")
                 and "--dry-run" in ln)
     extra = re.search(r"with `(--jetpack 6\.2 --module \"[^\"]+\")`",

@@ -3,17 +3,18 @@ recipe variant (PTQ4SAM: +BIG / +AGQ / both; PTQ4ViT: +Hessian / +twin / both / 
 subset), mask mIoU against ground truth and mean IoU against the FP32 masks (fake-quant,
 PyTorch, CPU).
 
-    python bench/ablation.py --data ../shared/datasets/busi --calib-split calib \\
-        --val-split val --out results/ablation-busi.json
-    python bench/ablation.py --model litemedsam-bimodal --bits 6 4 \\
-        --variants "" flip center big --data ... --out results/ablation-bimodal.json
-    python bench/ablation.py --bits 8 6 --variants "" hessian twin ptq4vit ptq4vit-deploy \\
-        --data ... --out results/ptq4vit-busi.json
+    python experiments/ablation.py --data ../shared/datasets/busi --calib-split calib \\
+        --val-split val --out experiments/results/ablation-busi.json
+    python experiments/ablation.py --model litemedsam-bimodal --bits 6 4 \\
+        --variants "" flip center big --data ... --out experiments/results/ablation-bimodal.json
+    python experiments/ablation.py --bits 8 6 --variants "" hessian twin ptq4vit ptq4vit-deploy \\
+        --data ... --out experiments/results/ptq4vit-busi.json
 
 Rows are calibrated on `--calib-images` images of the calibration split (its annotation boxes
 prompt the decoder) and evaluated on the first `--val-images` images of the evaluation split.
 Each finished row is written to the JSON at once; a rerun skips the rows already there, so an
-interrupted run resumes. `--report` prints the Markdown table (and BIG's per-layer verdicts).
+interrupted run resumes (a resumed run that adds rows appends its own provenance under
+provenance.resumed_by). `--report` prints the Markdown table (and BIG's per-layer verdicts).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def _restrict(recipe, pattern: str | None, bits: int):
 
 def run(args) -> dict:
     import torch
+    from _provenance import provenance
 
     from trtq.calib import calibrate
     from trtq.data.calibration import calibration_samples
@@ -74,13 +76,24 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     out = Path(args.out)
-    data = json.loads(out.read_text()) if out.exists() else {}
+    block = provenance()
+    resumed = out.exists()
+    data = json.loads(out.read_text()) if resumed else {"provenance": block}
     data.setdefault("config", vars(args) | {"out": str(out)})
     rows = data.setdefault("rows", {})
+
+    def note_resume() -> None:
+        """A resumed run that adds rows records its own provenance beside the first one's."""
+        nonlocal resumed
+        if resumed:
+            data.setdefault("provenance", {}).setdefault("resumed_by", []).append(block)
+            resumed = False
+
     val = _samples(args.data, args.val_split, args.val_images)
     calib = calibration_samples(args.data, args.calib_split, args.calib_images)
     ref_path = out.with_name(out.stem + "-fp32-masks.json")
     if "fp32" not in rows or not ref_path.exists():
+        note_resume()
         summary, masks = _evaluate(load_model(args.model), val)
         rows["fp32"] = {"label": "FP32", **summary}
         _save(ref_path, masks)
@@ -99,6 +112,7 @@ def run(args) -> dict:
                 from dataclasses import replace
 
                 recipe = replace(recipe, search=replace(recipe.search, rows=args.rows))
+            note_resume()
             model = load_model(args.model)
             start = time.perf_counter()
             calibrate(model, recipe, calib)

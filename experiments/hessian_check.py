@@ -1,8 +1,8 @@
 """Check PTQ4ViT's Hessian-guided search on a real model: are its gradients real, and does it
 choose other scales than the same search scored by plain output MSE?
 
-    python bench/hessian_check.py --data ../shared/datasets/busi --images 4 --bits 6 \\
-        --out results/hessian-check.json
+    python experiments/hessian_check.py --data ../shared/datasets/busi --images 4 --bits 6 \\
+        --out experiments/results/hessian-check.json
 
 Records every quantized layer of LiteMedSAM (recipe w{bits}a{bits}-hessian) on `--images`
 calibration images with the mask loss (`trtq.calib.tasks`), and also with the reference code's
@@ -13,11 +13,11 @@ the Hessian metric and with output MSE, and counts the quantizers whose chosen s
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from _provenance import provenance, save_results
 
 
 def main(argv=None) -> int:
@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=256)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    block = provenance()
 
     import torch
 
@@ -86,8 +87,7 @@ def main(argv=None) -> int:
                "self_kl_over_mask_grad_median": statistics.median(ratios),
                "self_kl_over_mask_grad_max": max(ratios),
                "record_seconds": record_s, "search_seconds": search_s}
-    Path(args.out).write_text(json.dumps({"config": vars(args), "summary": summary,
-                                          "layers": layers}, indent=1))
+    save_results(args.out, {"config": vars(args), "summary": summary, "layers": layers}, block)
     for key, value in summary.items():
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
     return 0

@@ -1,6 +1,6 @@
 """LogQuant CUDA kernel harness: correctness against the PyTorch reference and bandwidth.
 
-    python bench/logquant_kernel.py --out results/logquant-kernel.json \\
+    python experiments/logquant_kernel.py --out experiments/results/logquant-kernel.json \\
         [--data ../shared/datasets/busi --images 1] [--mib 256] [--archs 90]
 
 Builds the kernel library with nvcc (`trtq.plugins.kernel`), then on the current CUDA GPU:
@@ -17,12 +17,13 @@ Builds the kernel library with nvcc (`trtq.plugins.kernel`), then on the current
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _provenance import provenance, save_results
 
 CASES = [(bits, tau) for bits in (4, 6, 8) for tau in (1, 2, 4)]
 # The plugin receives `scale` as a float32 ONNX attribute, so probes use a float32 value: with
@@ -81,7 +82,8 @@ def test_tensors(device, data: str | None, images: int) -> dict:
     tensors = {"uniform": torch.rand(1_000_003, generator=gen),
                "softmax": torch.softmax(torch.randn(512, 1027, generator=gen) * 4, dim=-1)}
     if data:
-        import bench.twin_error as te
+        import twin_error as te  # same folder (this script's sys.path[0])
+
         from trtq.data.calibration import calibration_samples
         from trtq.models import load_model
 
@@ -155,6 +157,7 @@ def main(argv=None) -> int:
     p.add_argument("--archs", nargs="+", help="SM list for nvcc (default: trtq's list)")
     p.add_argument("--library", help="an already built kernel library")
     args = p.parse_args(argv)
+    block = provenance()
     import torch
 
     from trtq.plugins.kernel import DEFAULT_ARCHS, KernelLibrary, build_kernel_library
@@ -173,7 +176,7 @@ def main(argv=None) -> int:
                "bandwidth": bandwidth(lib, device, args.mib)}
     bad = {k: v for k, v in results["correctness"].items() if v["mismatches"]}
     results["cases"], results["cases_with_mismatches"] = len(results["correctness"]), len(bad)
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    save_results(args.out, results, block)
     print(f"{results['device']}: {results['cases']} cases, {len(bad)} with mismatches")
     for dtype, b in results["bandwidth"].items():
         print(f"{dtype}: kernel {b['kernel_gbps']:.0f} GB/s ({b['kernel_ms']:.3f} ms), copy "

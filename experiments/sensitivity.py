@@ -1,7 +1,8 @@
 """Which quantizers hurt: turn on one group of a calibrated model's quantizers at a time and
 measure low-resolution mask IoU against the float model on a few real images.
 
-    python bench/sensitivity.py --calibrated DIR --data ROOT --split val --images 4
+    python experiments/sensitivity.py --calibrated DIR --data ROOT --split val --images 4 \\
+        [--out experiments/results/sensitivity.json]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import fnmatch
 
 import numpy as np
 import torch
+from _provenance import provenance, save_results
 
 from trtq.calib.modules import quantizers
 from trtq.calib.state_dir import load_calibrated
@@ -61,7 +63,9 @@ def main() -> None:
     ap.add_argument("--group", action="append", metavar="LABEL=PATTERN[,PATTERN]",
                     help="measure these groups instead of the built-in ones; "
                     "a pattern starting with ! excludes")
+    ap.add_argument("--out", help="results JSON (mask IoU per group, with provenance)")
     args = ap.parse_args()
+    block = provenance()
     groups = GROUPS
     if args.group:
         groups = {g.split("=", 1)[0]: g.split("=", 1)[1].split(",") for g in args.group}
@@ -73,6 +77,7 @@ def main() -> None:
     for q in qs.values():
         q.enabled = False
     reference = run_masks(model, samples)
+    rows = {}
     for label, patterns in groups.items():
         keep = [p for p in patterns if not p.startswith("!")]
         drop = [p[1:] for p in patterns if p.startswith("!")]
@@ -80,8 +85,12 @@ def main() -> None:
                   and not any(fnmatch.fnmatchcase(n, p) for p in drop)}
         for n, q in qs.items():
             q.enabled = n in chosen
+        rows[label] = {"patterns": patterns, "quantizers": len(chosen),
+                       "mask_iou_vs_float": iou(run_masks(model, samples), reference)}
         print(f"{label:40s} {len(chosen):4d} quantizers  mask IoU vs float "
-              f"{iou(run_masks(model, samples), reference):.4f}", flush=True)
+              f"{rows[label]['mask_iou_vs_float']:.4f}", flush=True)
+    if args.out:
+        save_results(args.out, {"config": vars(args), "groups": rows}, block)
 
 
 if __name__ == "__main__":

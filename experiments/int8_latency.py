@@ -1,9 +1,10 @@
 """onnxruntime CPU latency of FP32 vs INT8 encoder/decoder exports, as median ratios.
 
-    python bench/int8_latency.py --variant fp32=DIR --variant trt-int8=DIR2 ... --out FILE.json
+    python experiments/int8_latency.py --variant fp32=DIR --variant trt-int8=DIR2 ... \\
+        --out FILE.json
 
-Each DIR holds encoder.onnx + decoder.onnx (trtq export, or bench/ort_quantize_static.py). The
-first variant is the baseline. Variants are timed in alternating rounds in one process (same
+Each DIR holds encoder.onnx + decoder.onnx (trtq export, or experiments/ort_quantize_static.py).
+The first variant is the baseline. Variants are timed in alternating rounds in one process (same
 machine, same load), and every run records the median, p90 and the ratio to the baseline.
 The script also counts the QuantizeLinear/DequantizeLinear nodes onnxruntime left unfused in its
 optimized graph: those run as standalone float kernels and cost time.
@@ -12,10 +13,11 @@ optimized graph: those run as standalone float kernels and cost time.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
+
+from _provenance import provenance, save_results
 
 from trtq.bench.latency import summarize, time_calls
 from trtq.bench.onnxruntime_bench import make_feeds
@@ -47,6 +49,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant)
+    block = provenance()
     result = {"device": describe_cpu(), "iterations": args.iterations, "rounds": args.rounds,
               "warmup": args.warmup, "parts": {}}
     for part, shapes in PARTS.items():
@@ -62,7 +65,7 @@ def main() -> None:
             k: {**summarize(v), "speedup_vs_first": base / statistics.median(v),
                 "unfused_qdq_nodes": unfused_qdq(Path(variants[k]) / f"{part}.onnx")}
             for k, v in samples.items()}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    save_results(args.out, result, block)
     for part, rows in result["parts"].items():
         for k, r in rows.items():
             print(f"{part:8s} {k:20s} median {r['median']:8.1f} ms  p90 {r['p90']:8.1f} ms  "

@@ -1,6 +1,7 @@
 """Twin-uniform vs uniform quantization error on real post-softmax and post-GELU tensors.
 
-    python bench/twin_error.py --data ../shared/datasets/busi --images 4 --bits 6
+    python experiments/twin_error.py --data ../shared/datasets/busi --images 4 --bits 6 \\
+        --out experiments/results/twin-error.json
 
 Runs LiteMedSAM in full precision on `--images` calibration images (with their boxes, so the
 decoder runs too), records every post-softmax tensor (the attn·v inputs) and every post-GELU
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 from pathlib import Path
+
+from _provenance import provenance, save_results
 
 
 def record_tensors(model, samples, patterns: dict[str, tuple[str, ...]], limit: int = 200_000):
@@ -74,8 +76,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="calib")
     p.add_argument("--images", type=int, default=4)
     p.add_argument("--bits", type=int, default=6)
-    p.add_argument("--out", help="optional JSON of the per-tensor errors")
+    p.add_argument("--out", help="results JSON of the per-tensor errors (with provenance)")
     args = p.parse_args(argv)
+    block = provenance()
 
     import numpy as np
 
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
         means = [np.mean([e[label] for e in errs]) for label in labels]
         print(f"| {family} | {len(errs)} | " + " | ".join(f"{m:.2e}" for m in means) + " |")
     if args.out:
-        Path(args.out).write_text(json.dumps({"config": vars(args), "rows": rows}, indent=1))
+        save_results(args.out, {"config": vars(args), "rows": rows}, block)
     return 0
 
 

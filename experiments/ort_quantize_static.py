@@ -8,8 +8,11 @@ Modes (both QDQ, per-channel INT8 symmetric weights, Conv/MatMul/Gemm, float bia
   tensorrt: INT8 symmetric activations (zero point 0), which TensorRT's parser accepts;
   uint8:    UINT8 asymmetric activations, onnxruntime's usual CPU choice.
 
-Usage: python bench/ort_quantize_static.py --fp32-dir DIR --calib-data ROOT --split calib
-           --num-images 32 --mode {tensorrt,uint8} --out OUT_DIR [--force]
+Usage: python experiments/ort_quantize_static.py --fp32-dir DIR --calib-data ROOT
+           --split calib --num-images 32 --mode {tensorrt,uint8} --out OUT_DIR [--force]
+
+Each output's sidecar carries a "provenance" block (command, commit, date, machine); the
+measured figures come from experiments/quantize_static_baseline.py, which runs this script.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from _provenance import provenance
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -152,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.out / name, args.force)
         check_writable(sidecar_path(args.out / name), args.force)
 
+    block = provenance()  # stored in each output's sidecar: how the graph was made
     n, enc_feeds, dec_feeds = calibration_feeds(args.fp32_dir, metas["encoder"],
                                                 args.calib_data, args.split, args.num_images)
     feeds = {"encoder": enc_feeds, "decoder": dec_feeds}
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {k: meta[k] for k in COPIED_FIELDS if k in meta}
         extra.update(precision="int8", target=target, quantizer="onnxruntime.quantize_static",
                      mode=args.mode, calib_images=n, calib_split=args.split,
-                     calib_feeds=len(feeds[part]), **record)
+                     calib_feeds=len(feeds[part]), provenance=block, **record)
         write_sidecar(dst, "onnx", inputs={"fp32_onnx": meta["sha256"]}, extra=extra,
                       force=True)
         print(f"{part}: {dst} ({record['quantize_nodes']} QuantizeLinear, "

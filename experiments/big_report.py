@@ -2,8 +2,8 @@
 KDE peaks, K range, and symmetric K quantization RMSE before and after sign flip and centring
 (nothing is calibrated; the model is folded in memory only).
 
-    python bench/big_report.py --model litemedsam-bimodal --data ../shared/datasets/busi \\
-        --split calib --bits 8 4
+    python experiments/big_report.py --model litemedsam-bimodal --data ../shared/datasets/busi \\
+        --split calib --bits 8 4 --out experiments/results/big-verdicts-bimodal.json
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from _provenance import provenance, save_results
 
-def table(model_name: str, data: str, split: str, bits: int) -> str:
+
+def big_verdicts(model_name: str, data: str, split: str, bits: int) -> dict:
+    """BIG's report (per-layer verdicts, K RMSE, decoder change) for one bit width."""
     from trtq.calib.big import apply_big
     from trtq.calib.tasks import run_sample
     from trtq.data.calibration import calibration_samples
@@ -21,7 +24,10 @@ def table(model_name: str, data: str, split: str, bits: int) -> str:
 
     sample = calibration_samples(data, split, 1)[0]
     model = load_model(model_name)
-    report = apply_big(model, BigOptions(), lambda m: run_sample(m, sample), bits=bits)
+    return apply_big(model, BigOptions(), lambda m: run_sample(m, sample), bits=bits)
+
+
+def table(model_name: str, split: str, bits: int, report: dict) -> str:
     lines = [f"{model_name}, first {split} image, INT{bits} symmetric per-tensor K (min/max); "
              f"decoder outputs changed by {report['decoder_max_abs_change']:.1e} by the fold",
              "", "| attention | peaks (K value, share of density) | bimodal | K range | "
@@ -44,9 +50,15 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="calib")
     p.add_argument("--bits", type=int, nargs="+", default=[8])
+    p.add_argument("--out", help="results JSON (the reports per bit width, with provenance)")
     args = p.parse_args(argv)
+    block = provenance()
+    reports = {}
     for bits in args.bits:
-        print(table(args.model, args.data, args.split, bits), end="\n\n")
+        reports[str(bits)] = big_verdicts(args.model, args.data, args.split, bits)
+        print(table(args.model, args.split, bits, reports[str(bits)]), end="\n\n")
+    if args.out:
+        save_results(args.out, {"config": vars(args), "reports": reports}, block)
     return 0
 
 
