@@ -294,7 +294,7 @@ FLOAT_PATTERNS = (
     "mask_decoder.output_upscaling.*",
     "mask_decoder.output_hypernetworks_mlps.*",
     "mask_decoder.iou_prediction_head.*",
-    # Measured on LiteMedSAM (bench/sensitivity.py, busi): the two most damaging quantizers
+    # Measured on LiteMedSAM (experiments/sensitivity.py, busi): the two most damaging quantizers
     # per MAC. TinyViT's depthwise convs (`conv2` of MBConv and PatchMerging) see post-GELU
     # activations whose channel ranges differ 25×, so a per-tensor INT8 scale erases most
     # channels (mask IoU vs float 0.93 from one layer), for ~1 % of encoder MACs. The decoder's
