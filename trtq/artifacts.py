@@ -178,17 +178,22 @@ def write_sidecar(
     inputs: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
     force: bool = False,
+    companions: tuple[str, ...] = (),
 ) -> Path:
     """Write `<path>.json` describing the artifact at `path`.
 
     `inputs` maps each input artifact's role to its SHA-256; `extra` holds stage-specific fields
-    (model name, recipe and its hash, device, ...).
+    (model name, recipe and its hash, device, ...). `companions` name files beside `path` that
+    belong to it (an ONNX graph's external weights): their hashes are recorded and checked too.
     """
+    folder = Path(path).parent
     record = {
         "schema_version": SIDECAR_SCHEMA_VERSION,
         "kind": kind,
         "file": Path(path).name,
         "sha256": sha256_file(path),
+        **({"companions": {name: sha256_file(folder / name) for name in companions}}
+           if companions else {}),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "inputs": dict(inputs or {}),
@@ -210,6 +215,12 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
         raise ArtifactError(
             f"{path} does not match its sidecar {side} (file changed); re-create it"
         )
+    for name, digest in (record.get("companions") or {}).items():
+        companion = Path(path).parent / name
+        if not companion.is_file() or sha256_file(companion) != digest:
+            state = "changed" if companion.is_file() else "missing"
+            raise ArtifactError(f"{companion}, which belongs to {path}, is {state} since its "
+                                "sidecar was written; copy the files together or re-create them")
     return record
 
 

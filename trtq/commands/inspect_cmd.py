@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from trtq.errors import TrtqError
 
@@ -29,10 +30,9 @@ def _recipe_coverage(record: dict, coverage) -> float | None:
 
 
 def inspect_onnx(path: str) -> dict:
-    import onnx
-
     from trtq.artifacts import sidecar_path
     from trtq.engines.onnxruntime_session import check_onnx
+    from trtq.export.onnx_files import load_graph
     from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
 
     check_onnx(path)
@@ -45,8 +45,8 @@ def inspect_onnx(path: str) -> dict:
             raise TrtqError(f"{path} was exported for the {record['target']} target (uint8 "
                             "activations, INT8 weights without Q); TensorRT's parser rejects "
                             "it. Re-export with `trtq export --target tensorrt`")
-    model = onnx.load(path)
-    report = lint_qdq(model)
+    model = load_graph(path)  # without external weights: lint reads single constants on demand
+    report = lint_qdq(model, base_dir=str(Path(path).parent))
     coverage = int8_mac_coverage(model)
     return {"onnx": str(path), "part": record.get("part"), "precision": record.get("precision"),
             "lint_errors": report.errors, "lint_warnings": report.warnings,

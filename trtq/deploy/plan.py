@@ -70,6 +70,16 @@ def _onnx_files(path: Path) -> list[Path]:
     return found
 
 
+def _refuse_external_data(onnx: Path) -> None:
+    from trtq.export.onnx_files import external_data_files, load_graph
+
+    files = external_data_files(load_graph(onnx))
+    if files:
+        raise ArtifactError(f"{onnx} keeps its weights in {', '.join(sorted(files))} (a model "
+                            "over 2 GB); trtq deploy pushes single-file ONNX only: copy the "
+                            "folder to the device and run `trtq build` there")
+
+
 def gather_jobs(paths: list[Path]) -> list[Job]:
     """One job per ONNX file: INT8 where it has Q/DQ nodes, else the FP16 baseline."""
     from trtq.engines.build import onnx_content
@@ -78,6 +88,7 @@ def gather_jobs(paths: list[Path]) -> list[Job]:
     jobs: dict[str, Job] = {}
     for path in paths:
         for onnx in _onnx_files(Path(path)):
+            _refuse_external_data(onnx)
             content = onnx_content(onnx)
             precision = "int8" if content.qdq else "fp16"
             name = f"{onnx.stem}.{precision}"

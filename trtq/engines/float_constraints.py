@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import NamedTuple
 
 import onnx
@@ -128,8 +129,8 @@ def constrain_float_layers(parsed, precision: str, config) -> dict:
         return {"status": SKIPPED_STRONGLY_TYPED,
                 "why": "strongly typed networks take every type from the ONNX and reject "
                        "layer precision calls (TensorRT 11, TensorRT-RTX, --strongly-typed)"}
-    model = onnx.load(str(parsed.path))
-    plan = float_plan(model)
+    model = onnx.load(str(parsed.path), load_external_data=False)
+    plan = float_plan(model, str(Path(parsed.path).parent))
     layers = plan_layers(parsed.network, plan, {layer_key(n) for n in model.graph.node})
     trt = parsed.trt
     for item in layers.pinned:

@@ -58,10 +58,11 @@ def layer_key(node: onnx.NodeProto) -> str:
     return node.name or f"node_of_{node.output[0]}"
 
 
-def float_plan(model: onnx.ModelProto) -> dict[str, str]:
+def float_plan(model: onnx.ModelProto, base_dir: str | None = None) -> dict[str, str]:
     """Node key (`layer_key`) → reason, in graph order, for every node that must stay float;
-    a node found by several rules keeps the first (LayerNorm, Softmax, LogQuant, float MACs)."""
-    g = Graph(model)
+    a node found by several rules keeps the first (LayerNorm, Softmax, LogQuant, float MACs).
+    `base_dir`: the folder of a graph loaded without its external weights."""
+    g = Graph(model, base_dir)
     found: dict[str, str] = {}
     for finder in (_layernorms, _softmaxes, _logquants, _float_macs):
         for node, reason in finder(g):
@@ -71,7 +72,7 @@ def float_plan(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def float_plan_of(path: str | os.PathLike) -> dict[str, str]:
-    return float_plan(onnx.load(str(Path(path))))
+    return float_plan(onnx.load(str(path), load_external_data=False), str(Path(path).parent))
 
 
 def plan_counts(plan: dict[str, str]) -> dict[str, int]:

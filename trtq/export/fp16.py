@@ -33,6 +33,7 @@ from trtq.artifacts import (
     write_sidecar,
 )
 from trtq.errors import ArtifactError
+from trtq.export import onnx_files
 
 log = logging.getLogger("trtq.export")
 
@@ -257,14 +258,17 @@ def convert_to_fp16(model: onnx.ModelProto,
     return result
 
 
-def _fp16_sidecar(src: Path, dst: Path, keep: tuple[str, ...]) -> None:
-    """The source sidecar's fields (less its FP32 parity figures) plus the FP16 ones."""
+def _fp16_sidecar(src: Path, dst: Path, keep: tuple[str, ...], data: str | None) -> None:
+    """The source sidecar's fields (less its FP32 parity figures) plus the FP16 ones; `data`:
+    the FP16 graph's external weights file, if it has one."""
     record = read_sidecar(src) if sidecar_path(src).is_file() else {}
-    generic = ("schema_version", "kind", "file", "sha256", "created_utc", "versions", "inputs")
+    generic = ("schema_version", "kind", "file", "sha256", "created_utc", "versions", "inputs",
+               "companions", "external_data")
     extra = {k: v for k, v in record.items() if k not in generic and not k.startswith("parity_")}
-    extra.update(precision="fp16", fp16_keep_fp32_ops=list(keep))
+    extra.update(precision="fp16", fp16_keep_fp32_ops=list(keep), external_data=data)
     inputs = {**record.get("inputs", {}), "onnx_fp32": sha256_file(src)}
-    write_sidecar(dst, record.get("kind", "onnx"), inputs, extra, force=True)
+    write_sidecar(dst, record.get("kind", "onnx"), inputs, extra, force=True,
+                  companions=(data,) if data else ())
 
 
 def write_fp16(src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, *,
@@ -279,7 +283,7 @@ def write_fp16(src: str | os.PathLike, dst: str | os.PathLike, force: bool = Fal
     check_writable(sidecar_path(dst), force)
     converted = convert_to_fp16(onnx.load(str(src)), keep_fp32_ops)
     with atomic_output(dst, force) as tmp:
-        onnx.save(converted, str(tmp))
-    _fp16_sidecar(src, dst, tuple(keep_fp32_ops))
+        data = onnx_files.save(converted, tmp, dst.name)
+    _fp16_sidecar(src, dst, tuple(keep_fp32_ops), data)
     log.info("wrote %s (FP16, %s kept in FP32)", dst, ", ".join(keep_fp32_ops) or "nothing")
     return dst

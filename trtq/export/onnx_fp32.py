@@ -68,16 +68,33 @@ class OnnxPart:
     dynamic_axes: dict | None = None
 
 
+def is_large(part: OnnxPart) -> bool:
+    """Whether the part's graph needs external data (`trtq.export.onnx_files`)."""
+    from trtq.export import onnx_files
+
+    return onnx_files.module_bytes(part.module) > onnx_files.EXTERNAL_DATA_BYTES
+
+
 def _torch_export(part: OnnxPart, path: Path, opset: int,
-                  custom_opsets: dict[str, int] | None = None) -> None:
+                  custom_opsets: dict[str, int] | None = None) -> str | None:
+    """torch.onnx.export of `part` into `path`; a part over the protobuf limit keeps its weights
+    in `<part>.onnx.data` beside it. Returns that file's name, or None."""
     import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices are expected here
-        torch.onnx.export(part.module, part.example_args, str(path), dynamo=False,
-                          opset_version=opset, input_names=list(part.inputs),
-                          output_names=list(part.outputs), dynamic_axes=part.dynamic_axes,
-                          do_constant_folding=True, custom_opsets=custom_opsets)
+    from trtq.export.onnx_files import torch_export_large
+
+    def export(target: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and legacy-exporter notices are expected
+            torch.onnx.export(part.module, part.example_args, str(target), dynamo=False,
+                              opset_version=opset, input_names=list(part.inputs),
+                              output_names=list(part.outputs), dynamic_axes=part.dynamic_axes,
+                              do_constant_folding=True, custom_opsets=custom_opsets)
+
+    if is_large(part):
+        return torch_export_large(export, path, f"{part.name}.onnx")
+    export(path)
+    return None
 
 
 def _parity(part: OnnxPart, session) -> float:
@@ -105,13 +122,14 @@ def export_part(part: OnnxPart, path: Path, opset: int, force: bool = False) -> 
     from trtq.engines.onnxruntime_session import check_onnx, create_session
 
     with atomic_output(path, force) as tmp:
-        _torch_export(part, tmp, opset)
+        data = _torch_export(part, tmp, opset)
         check_onnx(tmp)
         worst = _parity(part, create_session(tmp))
         if worst > PARITY_RTOL:
             raise ArtifactError(f"{path.name}: onnxruntime differs from PyTorch by {worst:.2e} "
                                 f"(relative, bound {PARITY_RTOL:.0e}); the export is wrong")
-    return {"parity_max_rel_diff": worst, "parity_cases": len(part.parity_feeds)}
+    return {"parity_max_rel_diff": worst, "parity_cases": len(part.parity_feeds),
+            "external_data": data}
 
 
 def sam_parts(model) -> tuple[OnnxPart, OnnxPart]:
@@ -137,9 +155,15 @@ PART_NAMES = ("encoder", "decoder")
 
 
 def output_names(parts=PART_NAMES) -> tuple[str, ...]:
-    """The files an export writes: each part's ONNX and its sidecar."""
-    names = [getattr(part, "name", part) for part in parts]
-    return tuple(f"{name}.onnx{suffix}" for name in names for suffix in ("", ".json"))
+    """The files an export writes: each part's ONNX and its sidecar (and its external weights,
+    for a part too large for one file)."""
+    names = []
+    for part in parts:
+        name = getattr(part, "name", part)
+        names += [f"{name}.onnx", f"{name}.onnx.json"]
+        if not isinstance(part, str) and is_large(part):
+            names.append(f"{name}.onnx.data")
+    return tuple(names)
 
 
 def check_part_outputs(parts, out: Path, force: bool) -> None:
@@ -175,7 +199,8 @@ def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool
             path = stage / f"{part.name}.onnx"
             log.info("exporting the %s to %s", part.name, out / path.name)
             parity = export_part(part, path, spec.opset)
-            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **parity})
+            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **parity},
+                          companions=tuple(filter(None, [parity["external_data"]])))
             result[part.name] = str(out / path.name)
             result[f"{part.name}_parity"] = parity["parity_max_rel_diff"]
     return result

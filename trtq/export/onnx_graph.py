@@ -12,8 +12,9 @@ from onnx import numpy_helper
 class Graph:
     """Index of one `onnx.GraphProto`: who produces and who consumes each tensor."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, base_dir: str | None = None) -> None:
         self.model = model
+        self.base_dir = base_dir  # where a graph loaded without its external data keeps it
         self.graph = model.graph
         self.initializers = {i.name: i for i in self.graph.initializer}
         self.producer: dict[str, onnx.NodeProto] = {}
@@ -28,7 +29,7 @@ class Graph:
     def constant(self, name: str) -> np.ndarray | None:
         """The value of an initializer or Constant-node output, else None."""
         if name in self.initializers:
-            return numpy_helper.to_array(self.initializers[name])
+            return numpy_helper.to_array(self.initializers[name], base_dir=self.base_dir or "")
         node = self.producer.get(name)
         if node is not None and node.op_type == "Constant":
             for attr in node.attribute:

@@ -23,6 +23,7 @@ from trtq.artifacts import atomic_output, write_sidecar
 from trtq.calib.logquant_onnx import DOMAIN, DOMAIN_VERSION, check_form
 from trtq.calib.modules import logquant_params, quantizers
 from trtq.errors import ArtifactError
+from trtq.export import onnx_files
 from trtq.export.onnx_fp32 import (
     ExportSpec,
     _parity,
@@ -83,10 +84,11 @@ def check_exportable(recipe) -> None:
                             "export its deployable subset, e.g. w8a8-ptq4vit-deploy")
 
 
-def check_forced_parity(part, model: onnx.ModelProto, name: str) -> dict:
+def check_forced_parity(part, model: onnx.ModelProto, name: str,
+                        base_dir: str | None = None) -> dict:
     """Teacher-forced parity (`trtq.export.qdq_parity`) on every parity input; the worst
     figures, or an ArtifactError naming the first problem."""
-    results = [forced_parity(part, model, feeds) for feeds in part.parity_feeds]
+    results = [forced_parity(part, model, feeds, base_dir) for feeds in part.parity_feeds]
     for result in results:
         problems = result.problems()
         if problems:
@@ -103,24 +105,26 @@ def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = Fal
 
     custom = {DOMAIN: DOMAIN_VERSION} if logquant == "plugin" else None
     with atomic_output(path, force) as tmp:
-        _torch_export(part, tmp, opset, custom)
+        large = _torch_export(part, tmp, opset, custom) is not None
         model = onnx.load(str(tmp))
         rewritten = rewrite_weights(model, target)
         report = lint_qdq(model)
         if target == "tensorrt" and report.errors:
             raise ArtifactError(f"{path.name} fails the TensorRT Q/DQ lint: "
                                 + "; ".join(report.errors[:3]))
-        coverage = int8_mac_coverage(model)
-        onnx.save(model, str(tmp))
+        data = onnx_files.save(model, tmp, path.name, external=large or None)
+        del model  # saving moved large weights out of it: work on the file's graph from here
+        graph = onnx_files.load_graph(tmp)
+        coverage = int8_mac_coverage(graph)
         check_onnx(tmp)
-        forced = check_forced_parity(part, model, path.name)
+        forced = check_forced_parity(part, graph, path.name, str(tmp.parent))
         worst = _parity(part, create_session(tmp))
     return {"parity_max_rel_diff": worst, "parity_cases": len(part.parity_feeds),
-            "forced_parity": forced,
+            "forced_parity": forced, "external_data": data,
             "weights_rewritten": rewritten, "lint_errors": report.errors,
             "lint_warnings": len(report.warnings), "quantize_nodes": report.quantize_nodes,
             "dequantize_nodes": report.dequantize_nodes,
-            "logquant_nodes": count_logquant(model),
+            "logquant_nodes": count_logquant(graph),
             "int8_mac_coverage": coverage.fraction, "total_macs": coverage.total_macs}
 
 
@@ -156,6 +160,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
             log.info("exporting the INT8 %s (%s target) to %s", part.name, target,
                      out / path.name)
             record = export_qdq_part(part, path, spec.opset, target, logquant=logquant)
-            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **record})
+            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **record},
+                          companions=tuple(filter(None, [record["external_data"]])))
             result[part.name] = {"path": str(out / path.name), **record}
     return result

@@ -30,8 +30,10 @@ class LintReport:
     dequantize_nodes: int = 0
 
 
-def lint_qdq(model: onnx.ModelProto) -> LintReport:
-    g = Graph(model)
+def lint_qdq(model: onnx.ModelProto, base_dir: str | None = None) -> LintReport:
+    """The lint of `model`; `base_dir`: the folder of a graph loaded without its external data
+    (`trtq.export.onnx_files.load_graph`)."""
+    g = Graph(model, base_dir)
     report = LintReport()
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                 default=0)

@@ -80,10 +80,11 @@ def _decomposed_site(g: Graph, log_node, bits: int) -> tuple[str, str]:
                         "decomposition is not the one trtq writes")
 
 
-def find_sites(model: onnx.ModelProto, log2_bits: dict[str, int]) -> list[Site]:
+def find_sites(model: onnx.ModelProto, log2_bits: dict[str, int],
+               base_dir: str | None = None) -> list[Site]:
     """Activation QuantizeLinear nodes and LogQuant sites (plugin node or decomposition) in
     graph order; `log2_bits` gives each log2 quantizer's bit width."""
-    g = Graph(model)
+    g = Graph(model, base_dir)
     sites = []
     for node in model.graph.node:
         owner = _owner(node)
@@ -202,9 +203,11 @@ class ForcedParity:
                 "output_max_rel_diff": self.output_max_rel_diff}
 
 
-def forced_parity(part, model: onnx.ModelProto, feeds: dict) -> ForcedParity:
+def forced_parity(part, model: onnx.ModelProto, feeds: dict,
+                  base_dir: str | None = None) -> ForcedParity:
     """Run `part.module` (fake-quantized PyTorch) and the cut `model` in onnxruntime on `feeds`,
-    the cut graph fed PyTorch's quantizer outputs; see the module docstring."""
+    the cut graph fed PyTorch's quantizer outputs; see the module docstring. `base_dir`: the
+    folder of a graph loaded without its external weights."""
     import onnxruntime as ort
     import torch
 
@@ -216,7 +219,7 @@ def forced_parity(part, model: onnx.ModelProto, feeds: dict) -> ForcedParity:
         recorder.close()
     expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
     log2 = {n: q.spec.bits for n, q in recorder.quantizers.items() if q.is_log2}
-    sites = find_sites(model, log2)
+    sites = find_sites(model, log2, base_dir)
     _check_matching(sites, recorder)
     forced_feeds, probes, order = dict(feeds), {}, defaultdict(int)
     for site in sites:
@@ -225,7 +228,7 @@ def forced_parity(part, model: onnx.ModelProto, feeds: dict) -> ForcedParity:
         probes[site.probe], forced_feeds[site.forced] = _site_values(
             site, recorder.quantizers[site.quantizer], x, y)
     cut = cut_model(model, sites, {s.forced: forced_feeds[s.forced].shape for s in sites})
-    session = ort.InferenceSession(cut.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = _session(ort, cut, base_dir)
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(None, forced_feeds), strict=True))
     steps, codes = [(0.0, None)], [(0.0, 0.0, None)]
@@ -247,6 +250,26 @@ def forced_parity(part, model: onnx.ModelProto, feeds: dict) -> ForcedParity:
     mismatch, _, code_site = max(codes, key=lambda t: t[0])
     return ForcedParity(len(sites), worst, worst_site, mismatch, code_site,
                         max(c[1] for c in codes), out_diff)
+
+
+def _session(ort, model: onnx.ModelProto, base_dir: str | None):
+    """An onnxruntime session of an in-memory graph; one whose weights stay in an external data
+    file is written (graph only) beside that file and opened from there."""
+    from trtq.export.onnx_files import external_data_files
+
+    if not external_data_files(model):
+        return ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix=".parity-", suffix=".onnx", dir=base_dir)
+    os.close(fd)
+    try:
+        onnx.save(model, path)
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    finally:
+        os.unlink(path)
 
 
 def _check_matching(sites: list[Site], recorder: _Recorder) -> None:
