@@ -85,7 +85,7 @@ def _version(package: str) -> str | None:
 
 
 def machine() -> dict:
-    from trtq.bench.system import cpu_name
+    from trtq.system import cpu_name
 
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "ram_gib": _ram_gib(),
             "os": platform.platform(), "python": platform.python_version(),

@@ -21,8 +21,8 @@ from _provenance import provenance, save_results
 
 from trtq.bench.latency import summarize, time_calls
 from trtq.bench.onnxruntime_bench import make_feeds
-from trtq.bench.system import describe_cpu
-from trtq.engines.onnxruntime_session import QDQ_DISABLED_OPTIMIZERS, create_session
+from trtq.export.onnxruntime_session import QDQ_DISABLED_OPTIMIZERS, create_session
+from trtq.system import describe_cpu
 
 PARTS = {"encoder": {}, "decoder": {"boxes": (1, 4)}}
 

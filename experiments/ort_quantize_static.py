@@ -42,9 +42,9 @@ from trtq.artifacts import (
     write_sidecar,
 )
 from trtq.data.calibration import calibration_samples
-from trtq.engines.onnxruntime_session import check_onnx, create_session
 from trtq.errors import TrtqError
 from trtq.eval.backends import DECODER_FILE, ENCODER_FILE, preprocess_from_record
+from trtq.export.onnxruntime_session import check_onnx, create_session
 
 log = logging.getLogger("ort_quantize_static")
 

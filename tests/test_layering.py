@@ -1,4 +1,6 @@
-"""The import layering: plugins sit below engines, and engines' modules import in one direction.
+"""The import layering: data flows one way (models → calib → export → engines → bench/eval →
+pipeline/deploy → commands → cli), no module imports a later stage, and no modules import each
+other in a cycle.
 
 Imports are read from the source (module level and inside functions alike), so a lazy import
 that closes a loop counts as much as a top-level one.
@@ -81,3 +83,43 @@ def test_engines_and_plugins_have_no_import_cycle():
 def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+# Each top-level part of the package and its layer; a module may import its own layer and below.
+LAYERS = {
+    "errors": 0, "progress": 0, "system": 0, "tensorrt_flavour": 0, "__init__": 0,
+    "recipes": 1, "data": 1, "artifacts": 1,
+    "staging": 2, "models": 2,
+    "calib": 3,
+    "plugins": 4, "export": 4,
+    "engines": 5,
+    "eval": 6, "bench": 6,
+    "pipeline_report": 7, "pipeline_int8": 7, "deploy": 7,
+    "pipeline": 8,
+    "commands": 9, "cli": 10, "__main__": 11,
+}
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else "__init__"
+
+
+def _whole_package() -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_every_part_has_a_layer():
+    assert {_part(m) for m in _whole_package()} <= set(LAYERS)
+
+
+def test_no_module_imports_a_later_stage():
+    upward = sorted(f"{module} → {target}" for module, targets in _whole_package().items()
+                    for target in targets
+                    if LAYERS[_part(target)] > LAYERS[_part(module)])
+    assert upward == []
+
+
+def test_the_package_has_no_import_cycle():
+    graph = _whole_package()
+    assert len(graph) > 100
+    assert _cycle(graph) == []

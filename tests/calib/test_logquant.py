@@ -20,7 +20,7 @@ from trtq.calib.logquant import (
     search_scale,
 )
 from trtq.calib.logquant_onnx import LogQuantFunction
-from trtq.engines.onnxruntime_session import create_session
+from trtq.export.onnxruntime_session import create_session
 
 
 def _softmax_rows(seed: int = 0, shape=(16, 4, 32, 300), spread: float = 3.0) -> torch.Tensor:

@@ -48,7 +48,7 @@ def _run(trt, engine_path, feeds):
 
 
 def _onnxruntime(path, feeds):
-    from trtq.engines.onnxruntime_session import create_session
+    from trtq.export.onnxruntime_session import create_session
 
     session = create_session(path)
     names = [o.name for o in session.get_outputs()]

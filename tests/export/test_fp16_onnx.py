@@ -12,9 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from trtq.artifacts import read_sidecar, sha256_file, sidecar_path
-from trtq.engines.onnxruntime_session import create_session
 from trtq.errors import ArtifactError
 from trtq.export.fp16 import KEEP_FP32_OPS, convert_to_fp16, write_fp16
+from trtq.export.onnxruntime_session import create_session
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 # Error = max|FP16 - FP32| / max(1, max|FP32|), as the FP32 export's parity check measures it,

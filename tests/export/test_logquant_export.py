@@ -13,7 +13,7 @@ import torch
 
 from trtq.calib.modules import quantizers
 from trtq.calib.state_dir import load_calibrated
-from trtq.engines import logquant_ort
+from trtq.export import logquant_ort
 from trtq.export.onnx_fp32 import sam_parts
 from trtq.models import load_model
 
@@ -100,8 +100,8 @@ def test_simulation_only_ptq4sam_recipes_are_not_exported(tiny_ptq4sam):
 def test_plugin_graph_without_extensions_says_what_to_do(tiny_ptq4sam_qdq, monkeypatch):
     import sys
 
-    from trtq.engines.onnxruntime_session import create_session
     from trtq.errors import BackendError
+    from trtq.export.onnxruntime_session import create_session
 
     monkeypatch.setitem(sys.modules, "onnxruntime_extensions", None)
     monkeypatch.setattr(logquant_ort, "_REGISTERED", False)

@@ -93,8 +93,8 @@ def test_onnxruntime_target_has_uint8_activations_and_int8_weights(tiny_qdq):
 
 def test_int8_onnx_matches_fake_quant_pytorch(tiny_qdq, tiny_calibrated):
     from trtq.calib.state_dir import load_calibrated
-    from trtq.engines.onnxruntime_session import create_session
     from trtq.export.onnx_fp32 import sample_inputs
+    from trtq.export.onnxruntime_session import create_session
     from trtq.models import load_model
 
     for target in ("tensorrt", "onnxruntime"):

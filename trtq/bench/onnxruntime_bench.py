@@ -10,8 +10,8 @@ import numpy as np
 
 from trtq.artifacts import sha256_file
 from trtq.bench.latency import summarize, time_calls
-from trtq.bench.system import current_rss_mib, describe_cpu, peak_rss_mib
 from trtq.errors import TrtqError
+from trtq.system import current_rss_mib, describe_cpu, peak_rss_mib
 
 log = logging.getLogger("trtq.bench")
 
@@ -62,7 +62,7 @@ def bench_onnx(path: str | os.PathLike, iterations: int = 50, warmup: int = 5,
     `providers` are onnxruntime execution providers in priority order (default: CPU)."""
     import onnxruntime
 
-    from trtq.engines.onnxruntime_session import create_session
+    from trtq.export.onnxruntime_session import create_session
 
     path = Path(path)
     rss_before = current_rss_mib()

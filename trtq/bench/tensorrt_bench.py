@@ -18,8 +18,8 @@ import numpy as np
 
 from trtq.artifacts import sha256_file
 from trtq.bench.latency import summarize
-from trtq.bench.system import peak_rss_mib
 from trtq.errors import BackendError
+from trtq.system import peak_rss_mib
 
 log = logging.getLogger("trtq.bench")
 MIB = 1 << 20

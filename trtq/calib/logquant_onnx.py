@@ -10,7 +10,7 @@ Forms (`form` argument, `trtq export --logquant`):
 * `plugin`: `LogQuant` in domain `trtq` (version 1) with attributes `bits` (int), `tau` (int)
   and `scale` (float), plus `plugin_namespace` "trtq" and `plugin_version` "1" (what TensorRT's
   ONNX parser looks the plugin creator up by); TensorRT runs it through trtq's plugin,
-  onnxruntime through the Python custom op in `trtq.engines.logquant_ort`.
+  onnxruntime through the Python custom op in `trtq.export.logquant_ort`.
 """
 
 from __future__ import annotations

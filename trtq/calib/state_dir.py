@@ -66,9 +66,9 @@ def calibrate_to_dir(model, model_name: str, recipe, samples, out: str | os.Path
     calibration task, or a forward loop) and write `out/quant_state.pt` + sidecar as one
     transaction: a failure or a kill leaves no partial folder. Refuses an existing state
     without `force` before calibrating. Returns the sidecar record."""
-    from trtq.bench.system import peak_rss_mib
     from trtq.calib.calibrate import calibrate, save_quant_state
     from trtq.staging import check_folder_outputs, staged_folder
+    from trtq.system import peak_rss_mib
 
     check_folder_outputs(out, STATE_NAMES, force)
     inputs = {"checkpoint": checkpoint_sha256} if checkpoint_sha256 else {}

@@ -31,8 +31,8 @@ def _recipe_coverage(record: dict, coverage) -> float | None:
 
 def inspect_onnx(path: str) -> dict:
     from trtq.artifacts import sidecar_path
-    from trtq.engines.onnxruntime_session import check_onnx
     from trtq.export.onnx_files import load_graph
+    from trtq.export.onnxruntime_session import check_onnx
     from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
 
     check_onnx(path)

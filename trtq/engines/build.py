@@ -71,7 +71,7 @@ def onnx_content(path: Path) -> OnnxContent:
     import onnx
 
     from trtq.calib.logquant_onnx import DOMAIN, OP_TYPE
-    from trtq.engines.onnxruntime_session import check_onnx
+    from trtq.export.onnxruntime_session import check_onnx
 
     model = onnx.load(str(check_onnx(path)), load_external_data=False)
     ops = {(n.domain, n.op_type) for n in model.graph.node}

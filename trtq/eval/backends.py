@@ -70,7 +70,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, onnx_dir: str | os.PathLike, model: str | None = None,
                  threads: int | None = None) -> None:
-        from trtq.engines.onnxruntime_session import create_session
+        from trtq.export.onnxruntime_session import create_session
 
         root = Path(onnx_dir)
         enc_path, dec_path = root / ENCODER_FILE, root / DECODER_FILE

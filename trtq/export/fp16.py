@@ -274,7 +274,7 @@ def _fp16_sidecar(src: Path, dst: Path, keep: tuple[str, ...], data: str | None)
 def write_fp16(src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, *,
                keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS) -> Path:
     """Convert the ONNX file `src` to FP16 at `dst` (atomically), with a sidecar beside it."""
-    from trtq.engines.onnxruntime_session import check_onnx
+    from trtq.export.onnxruntime_session import check_onnx
 
     src, dst = check_onnx(src), Path(dst)
     if dst.resolve() == src.resolve():

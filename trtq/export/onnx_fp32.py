@@ -119,7 +119,7 @@ def _parity(part: OnnxPart, session) -> float:
 def export_part(part: OnnxPart, path: Path, opset: int, force: bool = False) -> dict:
     """Export, check with onnx.checker, compare with PyTorch in onnxruntime, then move into
     place; a failed check leaves nothing behind. Returns the parity record."""
-    from trtq.engines.onnxruntime_session import check_onnx, create_session
+    from trtq.export.onnxruntime_session import check_onnx, create_session
 
     with atomic_output(path, force) as tmp:
         data = _torch_export(part, tmp, opset)

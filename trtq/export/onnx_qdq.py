@@ -101,7 +101,7 @@ def check_forced_parity(part, model: onnx.ModelProto, name: str,
 def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = False,
                     logquant: str = "onnx") -> dict:
     """Export one part, rewrite its weights, lint (TensorRT target), measure parity."""
-    from trtq.engines.onnxruntime_session import check_onnx, create_session
+    from trtq.export.onnxruntime_session import check_onnx, create_session
 
     custom = {DOMAIN: DOMAIN_VERSION} if logquant == "plugin" else None
     with atomic_output(path, force) as tmp:

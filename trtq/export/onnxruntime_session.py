@@ -52,7 +52,7 @@ def create_session(path: str | os.PathLike, threads: int | None = None,
     """An `InferenceSession` for a checked ONNX file; `threads` sets intra-op threads."""
     import onnx
 
-    from trtq.engines import logquant_ort
+    from trtq.export import logquant_ort
 
     ort = _onnxruntime()
     path = check_onnx(path)
