@@ -16,11 +16,11 @@ from trtq.cli import main
 
 pytestmark = pytest.mark.slow
 
-# Measured on this machine (busi/val, 164 lesions): see docs/results.md "Measured: W8A8".
-MAX_MIOU_DROP = 0.01  # measured 0.0038 (0.8539 → 0.8501)
-MIN_AGREEMENT = 0.94  # measured 0.954
-MIN_ORT_PARITY = 0.96  # measured 0.977 (issue target 0.99; see docs/results.md)
-
+# The README's claims (docs/results.md "Measured: W8A8"; experiments/results/w8a8-litemedsam.json
+# and int8-onnx-litemedsam-busi.json): equal to them, never looser.
+MAX_MIOU_DROP = 0.005  # measured 0.0023 (0.8539 → 0.8516)
+MIN_AGREEMENT = 0.95  # measured 0.955 (0.955-0.958 under float32-rounding input noise)
+MIN_ORT_PARITY = 0.97  # measured 0.9785; goal 0.99 missed, see docs/results.md (parity-chaos)
 
 def _eval(busi, out, *extra) -> dict:
     assert main(["eval", "--data", str(busi), "--split", "val", "--out", str(out), *extra]) == 0
@@ -39,6 +39,9 @@ def test_w8a8_full_busi_val(busi, tmp_path):
     assert fq["agreement_miou"] > MIN_AGREEMENT
     onnx_dir = tmp_path / "int8"
     assert main(["export", "--calibrated", str(cal), "--out", str(onnx_dir)]) == 0
+    for part, cuts in (("encoder", 100), ("decoder", 50)):  # 103 and 54 quantizer sites
+        forced = json.loads((onnx_dir / f"{part}.onnx.json").read_text())["forced_parity"]
+        assert forced["cuts"] >= cuts and forced["code_mismatch"] < 1e-3
     ort = _eval(busi, tmp_path / "ort.json", "--backend", "onnxruntime", "--onnx-dir",
                 str(onnx_dir), "--reference", str(tmp_path / "w8a8.json"))
     assert ort["agreement_miou"] >= MIN_ORT_PARITY
