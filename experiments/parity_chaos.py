@@ -2,7 +2,8 @@
 parity figure between two implementations of the same quantized model.
 
     python experiments/parity_chaos.py --calibrated CAL --data ../shared/datasets/busi \\
-        --split val [--noise 1e-6] [--limit N] --out experiments/results/parity-chaos-busi.json
+        --split val [--noise 1e-6] [--seeds 2] [--limit N] \\
+        --out experiments/results/parity-chaos-litemedsam-busi.json
 
 Each image is run twice through the same PyTorch model, once as given and once with every
 input value multiplied by (1 + noise·z), z standard normal (seeded per image): a change of the
@@ -49,18 +50,22 @@ class NoisyInput(TorchBackend):
 
 
 def _agreement(rows: list[dict], reference: list[dict]) -> float:
+    """Mean mask IoU of eval rows against another run's rows (matched by annotation id)."""
     masks = {r["ann_id"]: decode_rle(r["rle"]) for r in reference}
     return float(np.mean([mask_iou(decode_rle(r["rle"]), masks[r["ann_id"]]) for r in rows]))
 
 
-def sensitivity(model, samples, noise: float, seeds: int, fp32: list[dict] | None) -> dict:
+def sensitivity(model, samples, noise: float, seeds: int,
+                fp32: list[dict] | None) -> tuple[dict, list[dict]]:
     """The model's masks on `samples` as given and under `seeds` input perturbations: how well
     each perturbed run agrees with the unperturbed one (and, for a quantized model, how much
-    its agreement with the FP32 masks `fp32` moves)."""
-    clean = evaluate(TorchBackend(model), samples)
+    its agreement with the FP32 masks `fp32` moves). Returns the figures and the unperturbed
+    run's eval rows."""
+    clean = evaluate(TorchBackend(model), samples,
+                     reference=None if fp32 is None else {"per_instance": fp32})
     out = {"miou": clean.miou, "instances": len(clean.per_instance), "runs": []}
     if fp32 is not None:
-        out["agreement_with_fp32"] = _agreement(clean.per_instance, fp32)
+        out["agreement_with_fp32"] = clean.agreement_miou
     for seed in range(seeds):
         noisy = evaluate(NoisyInput(model, noise, seed), samples,
                          reference={"per_instance": clean.per_instance})
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     block = provenance()
     samples = list(CocoBoxDataset(args.data, args.split, limit=args.limit))
-    results = {"config": {k: v for k, v in vars(args).items()}}
+    results = {"config": dict(vars(args))}
     results["fp32"], fp32_masks = sensitivity(load_model(args.model), samples, args.noise, 1, None)
     model = load_model(args.model)
     recipe, record = load_calibrated(model, args.model, args.calibrated)
