@@ -25,8 +25,8 @@ class PositionEmbeddingRandom(nn.Module):
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))
 
     def _encode(self, coords: torch.Tensor) -> torch.Tensor:
-        coords = 2 * coords - 1
-        coords = coords @ self.positional_encoding_gaussian_matrix
+        matrix = self.positional_encoding_gaussian_matrix
+        coords = (2 * coords - 1).to(matrix.dtype) @ matrix
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 
