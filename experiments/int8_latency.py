@@ -6,6 +6,9 @@
 Each DIR holds encoder.onnx + decoder.onnx (trtq export, or experiments/ort_quantize_static.py).
 The first variant is the baseline. Variants are timed in alternating rounds in one process (same
 machine, same load), and every run records the median, p90 and the ratio to the baseline.
+`--session plain` (the default) times each file as users run it: `onnxruntime.InferenceSession`
+with default options; `--session trtq` uses trtq's session (`create_session`, which disables
+onnxruntime's MatMulAddFusion on Q/DQ graphs).
 The script also counts the QuantizeLinear/DequantizeLinear nodes onnxruntime left unfused in its
 optimized graph: those run as standalone float kernels and cost time.
 """
@@ -27,7 +30,7 @@ from trtq.system import describe_cpu
 PARTS = {"encoder": {}, "decoder": {"boxes": (1, 4)}}
 
 
-def unfused_qdq(path: Path) -> int:
+def unfused_qdq(path: Path, disabled: list[str]) -> int:
     import onnx
     import onnxruntime as ort
 
@@ -35,9 +38,15 @@ def unfused_qdq(path: Path) -> int:
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=list(QDQ_DISABLED_OPTIMIZERS))
+                             disabled_optimizers=disabled)
         graph = onnx.load(options.optimized_model_filepath).graph
     return sum(1 for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+
+
+def plain_session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def main() -> None:
@@ -46,14 +55,17 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=10, help="timed runs per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--session", choices=("plain", "trtq"), default="plain")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant)
     block = provenance()
-    result = {"device": describe_cpu(), "iterations": args.iterations, "rounds": args.rounds,
-              "warmup": args.warmup, "parts": {}}
+    open_session = plain_session if args.session == "plain" else create_session
+    disabled = [] if args.session == "plain" else list(QDQ_DISABLED_OPTIMIZERS)
+    result = {"device": describe_cpu(), "session": args.session, "iterations": args.iterations,
+              "rounds": args.rounds, "warmup": args.warmup, "parts": {}}
     for part, shapes in PARTS.items():
-        sessions = {k: create_session(Path(d) / f"{part}.onnx") for k, d in variants.items()}
+        sessions = {k: open_session(Path(d) / f"{part}.onnx") for k, d in variants.items()}
         feeds = {k: make_feeds(s, shapes) for k, s in sessions.items()}
         samples = {k: [] for k in variants}
         for _ in range(args.rounds):
@@ -63,7 +75,7 @@ def main() -> None:
         base = statistics.median(samples[next(iter(variants))])
         result["parts"][part] = {
             k: {**summarize(v), "speedup_vs_first": base / statistics.median(v),
-                "unfused_qdq_nodes": unfused_qdq(Path(variants[k]) / f"{part}.onnx")}
+                "unfused_qdq_nodes": unfused_qdq(Path(variants[k]) / f"{part}.onnx", disabled)}
             for k, v in samples.items()}
     save_results(args.out, result, block)
     for part, rows in result["parts"].items():

@@ -77,6 +77,13 @@ def synthetic_coco(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_calib6(tmp_path_factory) -> Path:
+    """One COCO split `calib` of 6 sample photos: calibration and held-out images of one split
+    (`trtq autoquant`)."""
+    return write_synthetic_coco(tmp_path_factory.mktemp("synthetic_calib6"), {"calib": 6})
+
+
+@pytest.fixture(scope="session")
 def busi() -> Path:
     return dataset_root("busi")
 

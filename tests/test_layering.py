@@ -94,7 +94,7 @@ LAYERS = {
     "plugins": 4, "export": 4,
     "engines": 5,
     "eval": 6, "bench": 6,
-    "pipeline_report": 7, "pipeline_int8": 7, "deploy": 7,
+    "pipeline_report": 7, "pipeline_int8": 7, "deploy": 7, "autoquant": 7,
     "pipeline": 8,
     "commands": 9, "cli": 10, "__main__": 11,
 }

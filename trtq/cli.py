@@ -140,11 +140,15 @@ def _add_calibrate(sub) -> None:
 def _add_inspect(sub) -> None:
     p = sub.add_parser("inspect", help="lint Q/DQ ONNX, print a recipe's quantizer table",
                        description="--onnx: TensorRT explicit-quantization lint and INT8 MAC "
-                       "coverage of an ONNX graph. --recipe: the quantizer table the recipe "
+                       "coverage of an ONNX graph (--predict: and how TensorRT will run it). "
+                       "--recipe: the quantizer table the recipe "
                        "resolves to on --model.")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--onnx", metavar="FILE", help="ONNX graph to lint")
     what.add_argument("--recipe", metavar="R", help="recipe whose quantizer table to print")
+    p.add_argument("--predict", action="store_true",
+                   help="with --onnx: predict TensorRT's per-layer precision, standalone Q/DQ "
+                   "reformats and fused-MHA eligibility from its documented fusion rules")
     p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
     _recipe_args(p)
     p.add_argument("--out", metavar="FILE.json", help="also write the result as JSON")
@@ -275,6 +279,45 @@ def _add_run(sub) -> None:
     _force_arg(p)
 
 
+def _add_autoquant(sub) -> None:
+    p = sub.add_parser("autoquant", help="latency-aware mixed precision: INT8 where it pays",
+                       description="Per layer group, measure what quantizing it costs "
+                       "(agreement with FP32 on held-out calibration images, the group alone "
+                       "quantized) and what it saves (onnxruntime: per-node profiles of the "
+                       "FP32 and INT8 exports on this machine; tensorrt: per-layer profiles "
+                       "of the FP16 and INT8 engines from trtexec --exportProfile). Keep INT8 "
+                       "where it is faster, most time saved first, while the agreement stays "
+                       "at --min-agreement; verify the choice. Writes a calibration folder "
+                       "(`trtq export --calibrated OUT`), OUT/autoquant.json and "
+                       "OUT/recipe.json (`trtq calibrate --recipe OUT/recipe.json`).")
+    _model_args(p)
+    p.add_argument("--recipe", default="w8a8-ptq4sam",
+                   help="deployable recipe to start from, a preset or a recipe .json "
+                   "(default: %(default)s)")
+    p.add_argument("--calib-data", required=True, metavar="DIR", help="COCO dataset root")
+    p.add_argument("--split", required=True, help="calibration split, e.g. calib")
+    p.add_argument("--num-images", type=POSITIVE, default=32,
+                   help="calibration images: the first N of the split (default: %(default)s)")
+    p.add_argument("--held-out", type=POSITIVE, default=16,
+                   help="the next N images of the split measure agreement (default: "
+                   "%(default)s)")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+                   help="where the time is measured (default: %(default)s)")
+    p.add_argument("--profile", nargs=2, action="append", metavar=("FP16.json", "INT8.json"),
+                   help="tensorrt: trtexec --exportProfile files of one part's FP16 and INT8 "
+                   "engines (file names containing encoder/decoder); repeat per part")
+    p.add_argument("--profile-dir", metavar="DIR",
+                   help="tensorrt: a `trtq deploy --out` folder (reads device/PART.fp16."
+                   "profile.json and device/PART.int8.profile.json)")
+    p.add_argument("--min-agreement", type=float, required=True, metavar="A",
+                   help="mean mask IoU with FP32 on the held-out images to keep, e.g. 0.98")
+    p.add_argument("--jobs", type=POSITIVE, default=2,
+                   help="parallel processes for the per-group measurements (default: "
+                   "%(default)s)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _force_arg(p)
+
+
 def _add_deploy(sub) -> None:
     p = sub.add_parser(
         "deploy", help="push, build and benchmark on a Jetson over SSH; pull the report back",
@@ -337,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_bench(sub)
     _add_run(sub)
+    _add_autoquant(sub)
     _add_deploy(sub)
     return parser
 

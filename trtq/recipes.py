@@ -240,17 +240,25 @@ class QuantRecipe:
         return replace(self, rules=tuple(rules))
 
     def for_target(self, target: str):
-        """The recipe re-targeted: onnxruntime takes asymmetric (uint8) activations."""
+        """The recipe lowered for `target`. onnxruntime takes asymmetric (uint8) activations,
+        and AGQ's log2 quantizers become what it runs fast (`lower_log2_for_onnxruntime`).
+        Lowering to onnxruntime is one-way: a lowered recipe cannot get its log2 rules back."""
         if target == self.target:
             return self
-        rules = []
+        rules, lowered = [], False
         for rule in self.rules:
             spec = rule.spec
-            if spec is not None and spec.axis is None and spec.kind == "uniform" \
+            if spec is not None and spec.kind == "log2" and target == "onnxruntime":
+                spec, lowered = lower_log2_for_onnxruntime(spec), True
+            elif spec is not None and spec.axis is None and spec.kind == "uniform" \
                     and not spec.shifted:
                 spec = replace(spec, symmetric=target == "tensorrt")
             rules.append(QuantRule(rule.pattern, spec))
-        return replace(self, rules=tuple(rules), target=target)
+        notes = self.notes
+        if lowered:
+            rules += [QuantRule(p, None) for p in LOG2_FLOAT_ON_ONNXRUNTIME]
+            notes = (*notes, ONNXRUNTIME_LOG2_NOTE)
+        return replace(self, rules=tuple(rules), target=target, notes=notes)
 
     @property
     def bits(self) -> set[int]:
@@ -303,6 +311,23 @@ FLOAT_PATTERNS = (
     "image_encoder.*.conv2.*",
     "mask_decoder.*token_to_image.av_matmul.*",
 )
+
+
+# onnxruntime has no log2 kernel: a log2 quantizer exported as standard ops is a chain of
+# Log/Round/Pow/Gather over the whole attention matrix (measured: the LiteMedSAM encoder at
+# 0.57x FP32 speed). On the onnxruntime target each post-softmax log2 quantizer takes the uniform
+# preset's treatment instead, which w8a8 measures (experiments/results/w8a8-litemedsam.json):
+# uniform uint8 where w8a8 quantizes uniformly, float where uniform INT8 erases the signal (the
+# decoder's token->image softmax over 4096 image tokens, both operands of its attn.v matmul).
+LOG2_FLOAT_ON_ONNXRUNTIME = ("mask_decoder.*token_to_image.av_matmul.*",)
+ONNXRUNTIME_LOG2_NOTE = ("onnxruntime target: AGQ's log2 post-softmax quantizers are lowered to "
+                         "uniform uint8 (float for the decoder's token->image attention), as "
+                         "w8a8 places them; onnxruntime has no log2 kernel")
+
+
+def lower_log2_for_onnxruntime(spec: QuantizerSpec) -> QuantizerSpec:
+    """The uniform uint8 activation quantizer that stands in for a log2 one on onnxruntime."""
+    return QuantizerSpec(bits=spec.bits, symmetric=False, observer="percentile")
 
 
 def uniform_recipe(bits: int, observer: str = "percentile",
@@ -467,3 +492,23 @@ def get_recipe(name: str) -> QuantRecipe:
             return ptq4sam_recipe(w, big, agq, name=name)
         return uniform_recipe(w)
     raise RecipeError(f"unknown recipe {name!r}; presets: {', '.join(preset_names())}")
+
+
+def load_recipe(name_or_path: str) -> QuantRecipe:
+    """A preset by name (`get_recipe`), or a recipe JSON file (`trtq autoquant` writes one)."""
+    import os
+
+    if not name_or_path.endswith(".json"):
+        return get_recipe(name_or_path)
+    if not os.path.isfile(name_or_path):
+        raise RecipeError(f"recipe file {name_or_path} does not exist; give a preset name "
+                          f"({', '.join(preset_names()[:6])}, ...) or a recipe .json file")
+    try:
+        with open(name_or_path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"recipe file {name_or_path} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe file {name_or_path} holds {type(data).__name__}, not a "
+                          "recipe object")
+    return recipe_from_dict(data)

@@ -58,11 +58,13 @@ def test_argv_with_every_option():
     argv = trtexec_bench_argv(Path("out/encoder.engine"), "/opt/trt/bin/trtexec",
                               shapes={"image": (1, 3, 1024, 1024), "boxes": [1, 4, 4]},
                               iterations=100, duration_s=0, warmup_ms=500,
-                              export_times=Path("times.json"), extra=["--useSpinWait"])
+                              export_times=Path("times.json"),
+                              export_profile=Path("profile.json"), extra=["--useSpinWait"])
     assert argv == ["/opt/trt/bin/trtexec", "--loadEngine=out/encoder.engine",
                     "--shapes=boxes:1x4x4,image:1x3x1024x1024", "--iterations=100",
                     "--duration=0", "--warmUp=500", "--percentile=90,95,99",
-                    "--exportTimes=times.json", "--useCudaGraph", "--noDataTransfers",
+                    "--exportTimes=times.json", "--exportProfile=profile.json",
+                    "--useCudaGraph", "--noDataTransfers",
                     "--separateProfileRun", "--useSpinWait"]
 
 

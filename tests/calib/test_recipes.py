@@ -97,9 +97,19 @@ def test_ptq4sam_presets():
     assert get_recipe("w4a4-center").big == BigOptions(flip=False)
     assert get_recipe("w6a6-agq").big is None
     assert get_recipe("w6a6-big").spec_for(f"{t2i}.input_quantizer") is None
-    # observers and targets leave the log2 quantizer alone
-    retargeted = full.with_activation_observer("entropy").for_target("onnxruntime")
-    assert retargeted.spec_for(f"{t2i}.input_quantizer") == full.spec_for(f"{t2i}.input_quantizer")
+    # observers leave the log2 quantizer alone
+    entropy = full.with_activation_observer("entropy")
+    assert entropy.spec_for(f"{t2i}.input_quantizer") == full.spec_for(f"{t2i}.input_quantizer")
+    # the onnxruntime target lowers it: uniform uint8 where w8a8 is uniform, float where w8a8
+    # keeps the attention float (both operands)
+    ort = entropy.for_target("onnxruntime")
+    enc = "image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer"
+    assert ort.spec_for(enc) == QuantizerSpec(symmetric=False, observer="percentile")
+    assert ort.spec_for(f"{t2i}.input_quantizer") is None
+    assert ort.spec_for(f"{t2i}.other_quantizer") is None
+    assert not any(r.spec is not None and r.spec.kind == "log2" for r in ort.rules)
+    assert any("log2" in note for note in ort.notes)
+    assert get_recipe("w8a8").for_target("onnxruntime").notes == ()
     assert recipe_from_dict(json.loads(json.dumps(full.to_dict()))) == full
 
 

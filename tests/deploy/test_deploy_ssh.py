@@ -86,6 +86,8 @@ def test_full_deploy_int8_and_fp16(loopback, tiny_run_folder, tmp_path, capsys):
     pulled = _files(out / "device")
     assert "manifest.sha256" in pulled and "encoder.int8.bench.log" in pulled
     assert "decoder.fp16.layers.json" in pulled and "decoder.fp16.times.json" in pulled
+    # per-layer profiles for `trtq autoquant --backend tensorrt`
+    assert {"encoder.fp16.profile.json", "encoder.int8.profile.json"} <= set(pulled)
     # the trtexec command lines the runner executed
     log = (out / "device" / "decoder.fp16.bench.log").read_text()
     assert "--loadEngine=engines/decoder.fp16.engine --shapes=boxes:1x4 --iterations=5" in log

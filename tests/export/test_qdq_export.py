@@ -74,21 +74,43 @@ def test_coverage_counts_every_quantized_layer(tiny_qdq):
                or p.endswith("token_to_image.av_matmul") for p in floats)
 
 
-def test_onnxruntime_target_has_uint8_activations_and_int8_weights(tiny_qdq):
-    model = _load(tiny_qdq["onnxruntime"], "encoder")
+def test_onnxruntime_target_ships_integer_kernels_for_a_default_session(tiny_qdq):
+    """The onnxruntime target's file is onnxruntime's optimized graph: integer kernels with
+    INT8 weights and uint8 activations, no float GEMM on dequantized inputs (what a default
+    session made of the Q/DQ graph), convolutions float, and the same outputs in a plain
+    default session as in trtq's."""
+    import onnxruntime as ort
+
+    from trtq.export.onnxruntime_session import create_session
+
+    path = tiny_qdq["onnxruntime"] / "encoder.onnx"
+    model = onnx.load(str(path))
     g = Graph(model)
-    dtypes = {g.constant(n.input[2]).dtype for n in model.graph.node
-              if n.op_type == "QuantizeLinear"}
-    assert dtypes == {np.dtype(np.uint8)}
-    int8_weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
-                    and g.constant(n.input[0]) is not None]
-    assert len(int8_weights) > 10
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    ops = {n.op_type for n in model.graph.node}
+    assert "MatMulIntegerToFloat" in ops
+    assert {"com.microsoft"} <= {o.domain for o in model.opset_import}
+    integer = [n for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    weights = [g.constant(n.input[1]) for n in integer if n.input[1] in g.initializers]
+    assert len(weights) > 5 and all(w.dtype == np.int8 for w in weights)
+    assert all(np.abs(w).max() <= 127 for w in weights)
+    activations = {g.constant(n.input[2]).dtype for n in model.graph.node
+                   if n.op_type == "QuantizeLinear"}
+    assert activations == {np.dtype(np.uint8)}
+    fed_by_dq = [n.name for n in model.graph.node if n.op_type in ("Gemm", "MatMul", "FusedGemm")
+                 and any(g.producer.get(i) is not None
+                         and g.producer[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert fed_by_dq == []
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "FusedConv")]
     assert convs and not any(g.producer.get(n.input[1]) for n in convs)  # convs stay float
-    assert all(g.constant(n.input[0]).dtype == np.int8 for n in int8_weights)
-    report = lint_qdq(model)
-    assert any("uint8" in e for e in report.errors)  # not a TensorRT graph
-    assert read_sidecar(tiny_qdq["onnxruntime"] / "encoder.onnx")["deployable"] is False
+    record = read_sidecar(path)
+    assert record["deployable"] is False
+    assert record["onnxruntime_optimized"]["max_rel_diff_vs_qdq"] <= 1e-4
+    size = record["preprocess"]["input_size"]
+    image = np.random.default_rng(3).random((1, 3, size, size), dtype=np.float32)
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = plain.run(None, {"image": image})[0]
+    want = create_session(path).run(None, {"image": image})[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_int8_onnx_matches_fake_quant_pytorch(tiny_qdq, tiny_calibrated):

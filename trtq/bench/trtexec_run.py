@@ -3,7 +3,9 @@
 The flags are those of samples/common/sampleOptions.cpp (TENSORRT.md §4): `--loadEngine`,
 `--shapes=name:1x4,...` (runtime shapes of dynamic inputs), `--iterations=N`, `--duration=N`
 (seconds, at least), `--warmUp=N` (milliseconds), `--percentile=90,95,99` (a list from 8.5),
-`--exportTimes=<json>`. The recommended measurement flags take the host out of the number:
+`--exportTimes=<json>`, `--exportProfile=<json>` (per-layer times, measured in the separate
+profiling run when `--separateProfileRun` is given). The recommended measurement flags take
+the host out of the number:
 `--useCudaGraph` (enqueue cost), `--noDataTransfers` (no H2D/D2H copies) and
 `--separateProfileRun` (no profiler attached to the timed run).
 """
@@ -63,6 +65,7 @@ def trtexec_bench_argv(engine: str | os.PathLike, trtexec: str | os.PathLike | N
                        warmup_ms: float | None = None,
                        percentiles: Sequence[float] | None = (90, 95, 99),
                        export_times: str | os.PathLike | None = None,
+                       export_profile: str | os.PathLike | None = None,
                        extra: Sequence[str] = (), recommended: bool = True) -> list[str]:
     """The trtexec argument list (program first) that benchmarks `engine`.
 
@@ -91,6 +94,8 @@ def trtexec_bench_argv(engine: str | os.PathLike, trtexec: str | os.PathLike | N
         argv.append(f"--percentile={','.join(values)}")
     if export_times is not None:
         argv.append(f"--exportTimes={os.fspath(export_times)}")
+    if export_profile is not None:  # per-layer times (`trtq autoquant --backend tensorrt`)
+        argv.append(f"--exportProfile={os.fspath(export_profile)}")
     flags = [str(f) for f in extra]
     if recommended:
         argv += [f for f in RECOMMENDED_FLAGS if f not in flags]

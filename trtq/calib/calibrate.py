@@ -38,8 +38,9 @@ def quantize(model: nn.Module, recipe: QuantRecipe) -> dict[str, str]:
     Returns {quantizer name: description} for the quantizers the recipe turns on."""
     install_quant_modules(model)
     table = {}
+    convs = set(_float_conv_names(model)) if recipe.target == "onnxruntime" else set()
     for name, q in quantizers(model):
-        spec = recipe.spec_for(name)
+        spec = None if name.rpartition(".")[0] in convs else recipe.spec_for(name)
         q.configure(spec)
         q.name = name
         if spec is not None:
@@ -197,6 +198,10 @@ def _float_conv_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, QuantConv2d | QuantConvBN)]
 
 
+def _has_log2(model: nn.Module) -> bool:
+    return any(q.spec is not None and q.is_log2 for _, q in quantizers(model))
+
+
 def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
              float_attention: bool = False) -> QuantRecipe:
     """Switch a calibrated model between the TensorRT target (symmetric int8 activations) and
@@ -205,18 +210,36 @@ def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
 
     The onnxruntime target also keeps convolutions float: onnxruntime has no integer kernel
     for a Conv whose output stays float (it runs DequantizeLinear, then the float Conv, which
-    is slower than plain FP32), while Linear layers become integer MatMulIntegerToFloat.
+    is slower than plain FP32), while Linear layers become integer MatMulIntegerToFloat. Its
+    log2 quantizers are lowered as `QuantRecipe.for_target` says: uniform uint8 over [0, the
+    log2 quantizer's calibrated top level], or float.
     """
-    from trtq.recipes import QuantRule, replace_rules
+    import fnmatch
+
+    from trtq.recipes import (
+        LOG2_FLOAT_ON_ONNXRUNTIME,
+        QuantRule,
+        lower_log2_for_onnxruntime,
+        replace_rules,
+    )
 
     want_symmetric = target == "tensorrt"
     convs = _float_conv_names(model) if target == "onnxruntime" else []
+    log2_float = [n for n, q in quantizers(model)
+                  if target == "onnxruntime" and q.spec is not None
+                  and any(fnmatch.fnmatchcase(n, p) for p in LOG2_FLOAT_ON_ONNXRUNTIME)
+                  and recipe.spec_for(n) is not None and _has_log2(model)]
     for name, q in quantizers(model):
         if q.spec is None:
             continue
         owner, _, leaf = name.rpartition(".")
-        if owner in convs or (float_attention and owner.endswith("_matmul")):
+        if owner in convs or name in log2_float \
+                or (float_attention and owner.endswith("_matmul")):
             q.configure(None)
+        elif q.is_log2 and target == "onnxruntime":
+            top = q.scale
+            q.configure(lower_log2_for_onnxruntime(q.spec))
+            q.set_range(torch.zeros(()), top.clone())
         elif q.spec.axis is None and q.spec.symmetric != want_symmetric:
             q.flip_symmetry()
     new = recipe.for_target(target)

@@ -66,24 +66,41 @@ def calibrate_to_dir(model, model_name: str, recipe, samples, out: str | os.Path
     calibration task, or a forward loop) and write `out/quant_state.pt` + sidecar as one
     transaction: a failure or a kill leaves no partial folder. Refuses an existing state
     without `force` before calibrating. Returns the sidecar record."""
-    from trtq.calib.calibrate import calibrate, save_quant_state
+    from trtq.calib.calibrate import calibrate
     from trtq.staging import check_folder_outputs, staged_folder
     from trtq.system import peak_rss_mib
 
     check_folder_outputs(out, STATE_NAMES, force)
-    inputs = {"checkpoint": checkpoint_sha256} if checkpoint_sha256 else {}
     with staged_folder(out, STATE_NAMES, force) as stage:
         start = time.perf_counter()
         calibrate(model, recipe, samples, progress=progress)
-        extra = {"model": model_name, "calibration_id": None, "recipe": recipe.to_dict(),
-                 "recipe_sha256": recipe.sha256(), "deployable": recipe.deployable,
-                 "target": recipe.target, **_summary(model, samples, source),
-                 "seconds": time.perf_counter() - start, "peak_rss_mib": peak_rss_mib()}
-        state = stage / STATE_FILE
-        save_quant_state(model, recipe, state)
-        extra["calibration_id"] = sha256_file(state)[:16]
-        write_sidecar(state, STATE_KIND, inputs, extra)
+        extra = {**_summary(model, samples, source), "seconds": time.perf_counter() - start,
+                 "peak_rss_mib": peak_rss_mib()}
+        _write_state(stage, model, model_name, recipe, extra, checkpoint_sha256)
     return read_sidecar(Path(out) / STATE_FILE)
+
+
+def _write_state(folder: Path, model, model_name: str, recipe, extra: dict,
+                 checkpoint_sha256: str | None) -> None:
+    from trtq.calib.calibrate import save_quant_state
+
+    inputs = {"checkpoint": checkpoint_sha256} if checkpoint_sha256 else {}
+    record = {"model": model_name, "calibration_id": None, "recipe": recipe.to_dict(),
+              "recipe_sha256": recipe.sha256(), "deployable": recipe.deployable,
+              "target": recipe.target, **extra}
+    state = folder / STATE_FILE
+    save_quant_state(model, recipe, state)
+    record["calibration_id"] = sha256_file(state)[:16]
+    write_sidecar(state, STATE_KIND, inputs, record)
+
+
+def save_calibrated(model, model_name: str, recipe, folder: str | os.PathLike, extra: dict,
+                    checkpoint_sha256: str | None = None) -> dict:
+    """Write an already calibrated `model` (its quantizers as `recipe` now describes them) as a
+    calibration folder's state + sidecar into the existing `folder` (a staging folder: the
+    caller makes the whole output transactional). `extra` joins the sidecar."""
+    _write_state(Path(folder), model, model_name, recipe, extra, checkpoint_sha256)
+    return read_sidecar(Path(folder) / STATE_FILE)
 
 
 def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,

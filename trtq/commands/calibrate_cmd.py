@@ -9,9 +9,9 @@ log = logging.getLogger("trtq.calib")
 
 
 def resolve_recipe(args):
-    from trtq.recipes import get_recipe
+    from trtq.recipes import load_recipe
 
-    recipe = get_recipe(args.recipe)
+    recipe = load_recipe(args.recipe)
     if getattr(args, "observer", None):
         recipe = recipe.with_activation_observer(args.observer, args.percentile)
     if getattr(args, "target", None):

@@ -1,5 +1,6 @@
-"""`trtq inspect`: the TensorRT Q/DQ lint + INT8 MAC coverage of an ONNX graph, or a recipe's
-resolved quantizer table on a model."""
+"""`trtq inspect`: the TensorRT Q/DQ lint + INT8 MAC coverage of an ONNX graph (with
+`--predict`, how TensorRT will run it: `trtq.export.trt_predict`), or a recipe's resolved
+quantizer table on a model."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _recipe_coverage(record: dict, coverage) -> float | None:
     return coverage.int8_macs / wanted if wanted else None
 
 
-def inspect_onnx(path: str) -> dict:
+def inspect_onnx(path: str, predict: bool = False) -> dict:
     from trtq.artifacts import sidecar_path
     from trtq.export.onnx_files import load_graph
     from trtq.export.onnxruntime_session import check_onnx
@@ -48,13 +49,19 @@ def inspect_onnx(path: str) -> dict:
     model = load_graph(path)  # without external weights: lint reads single constants on demand
     report = lint_qdq(model, base_dir=str(Path(path).parent))
     coverage = int8_mac_coverage(model)
-    return {"onnx": str(path), "part": record.get("part"), "precision": record.get("precision"),
-            "lint_errors": report.errors, "lint_warnings": report.warnings,
-            "quantize_nodes": report.quantize_nodes, "dequantize_nodes": report.dequantize_nodes,
-            "int8_mac_coverage": coverage.fraction,
-            "int8_mac_coverage_of_recipe": _recipe_coverage(record, coverage),
-            "total_macs": coverage.total_macs, "int8_macs": coverage.int8_macs,
-            "float_layers": [{"node": n, "macs": m} for n, m in coverage.float_layers[:20]]}
+    result = {"onnx": str(path), "part": record.get("part"), "precision": record.get("precision"),
+              "lint_errors": report.errors, "lint_warnings": report.warnings,
+              "quantize_nodes": report.quantize_nodes,
+              "dequantize_nodes": report.dequantize_nodes,
+              "int8_mac_coverage": coverage.fraction,
+              "int8_mac_coverage_of_recipe": _recipe_coverage(record, coverage),
+              "total_macs": coverage.total_macs, "int8_macs": coverage.int8_macs,
+              "float_layers": [{"node": n, "macs": m} for n, m in coverage.float_layers[:20]]}
+    if predict:
+        from trtq.export.trt_predict import predict as predict_trt
+
+        result["prediction"] = predict_trt(model).to_dict()
+    return result
 
 
 def _print_onnx(result: dict) -> None:
@@ -72,6 +79,30 @@ def _print_onnx(result: dict) -> None:
         print(f"lint error: {error}")
     print("lint: " + ("passed" if not result["lint_errors"] else
                       f"{len(result['lint_errors'])} errors"))
+
+
+def _print_prediction(prediction: dict) -> None:
+    summary = prediction["summary"]
+    shares = ", ".join(f"{verdict} {n} ({summary['mac_share'][verdict]:.1%} of MACs)"
+                       for verdict, n in sorted(summary["verdicts"].items(),
+                                                key=lambda kv: -summary["mac_share"][kv[0]]))
+    print(f"predicted TensorRT execution: {summary['layers']} Conv/MatMul layers: {shares}")
+    blocks = prediction["attention"]
+    print(f"attention: fusable as INT8 MHA {summary['int8_mha']} of {len(blocks)}, "
+          f"FP16 MHA head size fits {summary['fp16_mha']} of {len(blocks)}")
+    if blocks:
+        print(f"  {'softmax':<40} {'head':>4} {'S_q':>5} {'S_kv':>5}  int8 MHA")
+    for block in blocks[:16]:
+        why = "yes" if block["int8_mha"] else "no: " + "; ".join(block["reasons"])
+        print(f"  {block['softmax'][-40:]:<40} {block['head_size'] or '?':>4} "
+              f"{block['s_q'] or '?':>5} {block['s_kv'] or '?':>5}  {why}")
+    if len(blocks) > 16:
+        print(f"  ... {len(blocks) - 16} more in --out")
+    unfusable = summary["unfusable"]
+    print(f"standalone Q/DQ reformats: {summary['standalone_qdq']} "
+          f"({len(unfusable)} avoidable by placement)")
+    if unfusable:
+        print(f"  first avoidable: {unfusable[0]['node']}: {unfusable[0]['reason']}")
 
 
 def inspect_recipe(args) -> dict:
@@ -95,9 +126,13 @@ def run(args) -> int:
 
     if args.out:
         artifacts.check_writable(args.out, args.force)
+    if args.predict and not args.onnx:
+        raise TrtqError("--predict reads an ONNX graph: use `trtq inspect --onnx FILE --predict`")
     if args.onnx:
-        result = inspect_onnx(args.onnx)
+        result = inspect_onnx(args.onnx, predict=args.predict)
         _print_onnx(result)
+        if args.predict:
+            _print_prediction(result["prediction"])
     else:
         result = inspect_recipe(args)
         on = sum(1 for v in result["quantizers"].values() if v != "float")

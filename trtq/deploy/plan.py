@@ -160,6 +160,7 @@ def bench_argv(job: Job, version: TrtVersion, trtexec: str, settings: BenchSetti
     return trtexec_bench_argv(job.engine, trtexec, shapes=job.bench_shapes() or None,
                               iterations=settings.iterations, duration_s=settings.duration_s,
                               export_times=f"results/{job.name}.times.json.partial",
+                              export_profile=f"results/{job.name}.profile.json.partial",
                               extra=_plugin_flags(job, version))
 
 

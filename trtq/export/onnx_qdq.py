@@ -98,6 +98,20 @@ def check_forced_parity(part, model: onnx.ModelProto, name: str,
     return {key: max(f[key] for f in figures) for key in figures[0]}
 
 
+def _ship_for_onnxruntime(part, path: Path, graph: onnx.ModelProto, data) -> dict | None:
+    """The onnxruntime target ships onnxruntime's optimized graph (`onnxruntime_optimize`),
+    fast in a default session; not for files with external data or trtq's custom nodes, which
+    stay Q/DQ graphs (logged)."""
+    from trtq.export.onnxruntime_optimize import optimize_in_place
+
+    custom = sorted({n.domain for n in graph.graph.node if n.domain not in ("", "ai.onnx")})
+    if data or custom:
+        log.warning("%s stays a Q/DQ graph (%s): onnxruntime fuses it only with MatMulAddFusion "
+                    "disabled", path.name, "external data" if data else f"{custom[0]} nodes")
+        return None
+    return optimize_in_place(path, list(part.parity_feeds))
+
+
 def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = False,
                     logquant: str = "onnx") -> dict:
     """Export one part, rewrite its weights, lint (TensorRT target), measure parity."""
@@ -118,9 +132,11 @@ def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = Fal
         coverage = int8_mac_coverage(graph)
         check_onnx(tmp)
         forced = check_forced_parity(part, graph, path.name, str(tmp.parent))
+        shipped = _ship_for_onnxruntime(part, tmp, graph, data) if target == "onnxruntime" \
+            else None
         worst = _parity(part, create_session(tmp))
     return {"parity_max_rel_diff": worst, "parity_cases": len(part.parity_feeds),
-            "forced_parity": forced, "external_data": data,
+            "forced_parity": forced, "onnxruntime_optimized": shipped, "external_data": data,
             "weights_rewritten": rewritten, "lint_errors": report.errors,
             "lint_warnings": len(report.warnings), "quantize_nodes": report.quantize_nodes,
             "dequantize_nodes": report.dequantize_nodes,

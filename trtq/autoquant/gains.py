@@ -1,0 +1,111 @@
+"""The time INT8 saves per layer group, measured on the backend.
+
+onnxruntime: both files (FP32 and the full INT8 export, as shipped) are profiled in plain
+default sessions on this machine (onnxruntime's per-node profiler, `runs` timed runs after
+`warmup`), and each node's mean kernel time goes to its group (`trtq.autoquant.groups`).
+
+TensorRT: trtexec's `--exportProfile` files of the FP16 and the INT8 engine, as `trtq deploy`
+brings them back from the device. The file is a JSON list: a first record `{"count": N}` (the
+profiled iterations), then one record per engine layer with its `name`, `timeMs` (the total
+over the N iterations), `averageMs`, `percentage` and, in newer releases, `medianMs`.
+
+A group's gain is its FP32 (or FP16) time minus its INT8 time; positive is faster in INT8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from trtq.autoquant.groups import OTHER, attribute
+from trtq.errors import TrtqError
+
+PARTS = ("encoder", "decoder")
+
+
+def ort_node_times(path: str | os.PathLike, feeds: dict, runs: int = 5,
+                   warmup: int = 2) -> dict[str, float]:
+    """{node name: mean kernel milliseconds per run} from onnxruntime's profiler, in a session
+    with default options (one-thread settings and the like are onnxruntime's own)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(warmup + runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+    # the profile covers every run; keep the last `runs` runs of each node
+    per_node: dict[str, list[float]] = defaultdict(list)
+    for event in events:
+        name = event.get("name", "")
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            per_node[name[:-len("_kernel_time")]].append(event["dur"] / 1000.0)
+    return {node: sum(times[-runs:]) / len(times[-runs:]) for node, times in per_node.items()}
+
+
+def by_group(times: dict[str, float], part: str, groups: Iterable[str]) -> dict[str, float]:
+    groups = list(groups)
+    out: dict[str, float] = defaultdict(float)
+    for name, ms in times.items():
+        out[attribute(name, part, groups)] += ms
+    return dict(out)
+
+
+def read_trtexec_profile(path: str | os.PathLike) -> dict[str, float]:
+    """{layer name: average milliseconds per iteration} from a trtexec `--exportProfile`
+    file; a clear error for anything else (e.g. an `--exportTimes` or `--exportLayerInfo`
+    file)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrtqError(f"cannot read the trtexec profile {path} ({exc}); pass the file "
+                        "written by trtexec --exportProfile") from None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict) \
+            or "count" not in data[0]:
+        raise TrtqError(f"{path} is not a trtexec --exportProfile file (a JSON list starting "
+                        "with {\"count\": N}); --exportTimes and --exportLayerInfo files differ")
+    count = max(int(data[0]["count"]), 1)
+    layers = {}
+    for record in data[1:]:
+        if not isinstance(record, dict) or "name" not in record:
+            raise TrtqError(f"{path}: a layer record without a name ({str(record)[:80]})")
+        if "averageMs" in record:
+            ms = float(record["averageMs"])
+        elif "timeMs" in record:
+            ms = float(record["timeMs"]) / count
+        else:
+            raise TrtqError(f"{path}: layer {record['name']!r} has no averageMs or timeMs")
+        layers[record["name"]] = layers.get(record["name"], 0.0) + ms
+    if not layers:
+        raise TrtqError(f"{path} lists no layers; profile the engine with trtexec "
+                        "--exportProfile=FILE --separateProfileRun")
+    return layers
+
+
+def gains(baseline: dict[str, dict[str, float]], int8: dict[str, dict[str, float]],
+          groups: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Per group: baseline ms, INT8 ms, gain ms, from {part: {node or layer: ms}} of each
+    precision. The OTHER row holds what no group claims (fused nodes without a module path,
+    reformats), so the rows add up to the whole."""
+    groups = list(groups)
+    rows: dict[str, dict[str, float]] = {}
+    for part in baseline:
+        base = by_group(baseline[part], part, groups)
+        quant = by_group(int8.get(part, {}), part, groups)
+        for group in set(base) | set(quant):
+            row = rows.setdefault(group, {"baseline_ms": 0.0, "int8_ms": 0.0})
+            row["baseline_ms"] += base.get(group, 0.0)
+            row["int8_ms"] += quant.get(group, 0.0)
+    for row in rows.values():
+        row["gain_ms"] = row["baseline_ms"] - row["int8_ms"]
+    rows.setdefault(OTHER, {"baseline_ms": 0.0, "int8_ms": 0.0, "gain_ms": 0.0})
+    return rows

@@ -1,0 +1,76 @@
+"""Layer groups: the units `trtq autoquant` turns INT8 on or off, and how a measured time is
+attributed to one.
+
+A group is a repeated block of the model: the module path up to its last numeric index
+(`image_encoder.layers.1.blocks.0`, `mask_decoder.transformer.layers.1`), or, for a module with
+no index, its first three components (`mask_decoder.transformer.final_attn_token_to_image`).
+Every quantizer belongs to the group of its owner module, so switching a group off leaves its
+Linear layers, convolutions and attention matmuls float together.
+
+Times come from two sources, both named after ONNX nodes: onnxruntime's per-node profile
+(`/layers.1/blocks.0/attn/qkv/MatMul`, with the export part's prefix missing) and TensorRT's
+per-layer profile, whose layer names join the ONNX nodes a layer fused (`A + B + C`) or name
+the first and last of a Myelin region (`{ForeignNode[A...B]}`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from trtq.calib.modules import quantizers
+
+# Export part → the prefix its ONNX node names lack relative to the SamModel's module names.
+PART_PREFIX = {"encoder": "image_encoder.", "decoder": ""}
+OTHER = "(not attributable to a group)"
+_INDEX = re.compile(r"^\d+$")
+_FOREIGN = re.compile(r"ForeignNode\[(.+?)(?:\.\.\.(.+))?\]")
+
+
+def group_of(module: str) -> str:
+    """The group of a module path (see the module docstring)."""
+    parts = module.split(".")
+    indexed = [i for i, p in enumerate(parts) if _INDEX.match(p)]
+    if indexed:
+        return ".".join(parts[:indexed[-1] + 1])
+    return ".".join(parts[:3])
+
+
+def quantizer_groups(model) -> dict[str, list[str]]:
+    """{group: [quantizer names]} over the model's configured quantizers, in model order."""
+    groups: dict[str, list[str]] = {}
+    for name, q in quantizers(model):
+        if q.spec is not None:
+            groups.setdefault(group_of(name.rpartition(".")[0]), []).append(name)
+    return groups
+
+
+def node_module(node_name: str, part: str) -> str:
+    """`/layers.1/blocks.0/attn/qkv/MatMul` (an encoder node) →
+    `image_encoder.layers.1.blocks.0.attn.qkv`; '' for names without a module path."""
+    parts = [p for p in node_name.strip().split("/") if p]
+    if len(parts) < 2:
+        return ""
+    module = ".".join(parts[:-1])
+    prefix = PART_PREFIX.get(part, "")
+    return module if module.startswith(prefix.rstrip(".")) else prefix + module
+
+
+def attribute(node_name: str, part: str, groups: Iterable[str]) -> str:
+    """The group a node (or a TensorRT layer naming ONNX nodes) belongs to, or OTHER."""
+    names = _layer_nodes(node_name)
+    ordered = sorted(groups, key=len, reverse=True)
+    for name in names:
+        module = node_module(name, part)
+        for group in ordered:
+            if module == group or module.startswith(group + "."):
+                return group
+    return OTHER
+
+
+def _layer_nodes(name: str) -> list[str]:
+    """The ONNX node names inside a TensorRT layer name (or the name itself)."""
+    foreign = _FOREIGN.search(name)
+    if foreign:
+        return [n for n in foreign.groups() if n]
+    return [n.strip() for n in name.split(" + ") if n.strip()]

@@ -1,0 +1,224 @@
+"""`trtq autoquant`: latency-aware mixed precision, group by group.
+
+1. Calibrate the recipe, lowered for the backend's target, on the first `num_images` images of
+   the split; the next `held_out` images (same split, never the evaluation split) measure
+   agreement with FP32.
+2. Gain per group (`trtq.autoquant.gains`): onnxruntime profiles the FP32 export and the full
+   INT8 export node by node on this machine; tensorrt reads the per-layer profiles of the FP16
+   and INT8 engines (`trtexec --exportProfile`, as `trtq deploy` brings them back).
+3. Cost per group (`trtq.autoquant.costs`): agreement with FP32 with only that group quantized,
+   in parallel processes.
+4. Choice (`trtq.autoquant.select`), verified as a whole on the held-out images.
+5. OUT: a calibration folder holding only the chosen groups' quantizers (so `trtq export
+   --calibrated OUT` works), OUT/autoquant.json (per group: cost, gain, decision) and
+   OUT/recipe.json, which `trtq calibrate --recipe OUT/recipe.json` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from trtq.autoquant.costs import AgreementPool, CostSetup, HeldOut, fp32_reference, threads_per_job
+from trtq.autoquant.gains import PARTS, gains, ort_node_times, read_trtexec_profile
+from trtq.autoquant.groups import OTHER, quantizer_groups
+from trtq.autoquant.select import choose, decisions, rank
+from trtq.errors import DataError, TrtqError
+
+log = logging.getLogger("trtq.autoquant")
+
+REPORT = "autoquant.json"
+RECIPE = "recipe.json"
+
+
+@dataclass
+class AutoquantConfig:
+    model: str
+    calib_data: str
+    split: str
+    out: str
+    min_agreement: float
+    backend: str = "onnxruntime"
+    recipe: str = "w8a8-ptq4sam"
+    checkpoint: str | None = None
+    num_images: int = 32
+    held_out: int = 16
+    jobs: int = 2
+    # tensorrt: {part: (FP16 profile, INT8 profile)}
+    profiles: dict[str, tuple[str, str]] = field(default_factory=dict)
+    profile_runs: int = 5
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("onnxruntime", "tensorrt"):
+            raise TrtqError(f"--backend {self.backend!r}: use onnxruntime or tensorrt")
+        if not 0.0 < self.min_agreement <= 1.0:
+            raise TrtqError(f"--min-agreement {self.min_agreement}: give a mean mask IoU in "
+                            "(0, 1], e.g. 0.98")
+        if self.backend == "tensorrt" and not self.profiles:
+            raise TrtqError("--backend tensorrt measures the gain from the FP16 and INT8 "
+                            "engines' per-layer profiles: pass --profile FP16.json INT8.json "
+                            "(per part) or --profile-dir (a `trtq deploy` folder)")
+        if self.backend == "onnxruntime" and self.profiles:
+            raise TrtqError("--profile is for --backend tensorrt; onnxruntime is profiled here")
+
+    @property
+    def target(self) -> str:
+        return "onnxruntime" if self.backend == "onnxruntime" else "tensorrt"
+
+
+def held_out_images(cfg: AutoquantConfig) -> HeldOut:
+    from trtq.data import CocoBoxDataset
+
+    ids = CocoBoxDataset(cfg.calib_data, cfg.split).image_ids
+    chosen = tuple(int(i) for i in ids[cfg.num_images:cfg.num_images + cfg.held_out])
+    if not chosen:
+        raise DataError(f"{cfg.calib_data}/{cfg.split} has {len(ids)} images and calibration "
+                        f"takes the first {cfg.num_images}: none is left to measure agreement "
+                        "on; lower --num-images")
+    return HeldOut(str(cfg.calib_data), cfg.split, chosen)
+
+
+def _profile_onnxruntime(cfg, work: Path, calibrated: Path, provenance: dict) -> dict:
+    """{precision: {part: {node: ms}}} of the FP32 export and the full INT8 export."""
+    import onnxruntime as ort
+
+    from trtq.bench.onnxruntime_bench import make_feeds
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.export.onnx_fp32 import ExportSpec, export_fp32
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.models import load_model
+
+    spec = ExportSpec(cfg.model, provenance["checkpoint_sha256"])
+    export_fp32(load_model(cfg.model, provenance["checkpoint"]), spec, work / "fp32")
+    model = load_model(cfg.model, provenance["checkpoint"])
+    recipe, record = load_calibrated(model, cfg.model, calibrated, cfg.target)
+    export_quantized(model, recipe, replace(spec, calibration_id=record["calibration_id"]),
+                     work / "int8", cfg.target, logquant="onnx")
+    times: dict = {"baseline": {}, "int8": {}}
+    for part in PARTS:
+        shapes = {"boxes": (1, 4)} if part == "decoder" else {}
+        probe = ort.InferenceSession(str(work / "fp32" / f"{part}.onnx"),
+                                     providers=["CPUExecutionProvider"])
+        feeds = make_feeds(probe, shapes)
+        for precision, folder in (("baseline", "fp32"), ("int8", "int8")):
+            log.info("profiling the %s %s in onnxruntime", folder, part)
+            times[precision][part] = ort_node_times(work / folder / f"{part}.onnx", feeds,
+                                                    runs=cfg.profile_runs)
+    return times
+
+
+def _profile_tensorrt(cfg) -> dict:
+    return {"baseline": {p: read_trtexec_profile(f) for p, (f, _) in cfg.profiles.items()},
+            "int8": {p: read_trtexec_profile(i) for p, (_, i) in cfg.profiles.items()}}
+
+
+def _calibrate(cfg, recipe, provenance: dict, folder: Path) -> None:
+    from trtq.calib.state_dir import CalibSource, calibrate_to_dir
+    from trtq.data.calibration import calibration_samples
+    from trtq.models import load_model
+
+    samples = calibration_samples(cfg.calib_data, cfg.split, cfg.num_images)
+    log.info("calibrating %s with %s on %d images", cfg.model, recipe.name, len(samples))
+    calibrate_to_dir(load_model(cfg.model, provenance["checkpoint"]), cfg.model, recipe,
+                     samples, folder, source=CalibSource(str(cfg.calib_data), cfg.split),
+                     checkpoint_sha256=provenance["checkpoint_sha256"])
+
+
+def _measure(cfg, setup: CostSetup, groups: dict[str, list[str]]):
+    """Agreement of each group alone and of all groups; the pool stays open for the choice."""
+    reference = fp32_reference(setup)
+    pool = AgreementPool(setup, reference, cfg.jobs)
+    names = list(groups)
+    log.info("measuring %d groups' agreement with FP32 in %d processes", len(names), pool.jobs)
+    alone = pool.agreements([groups[g] for g in names] + [sum(groups.values(), [])])
+    return pool, dict(zip(names, alone[:-1], strict=True)), alone[-1]
+
+
+def autoquant(cfg: AutoquantConfig) -> dict:
+    from trtq.calib.modules import quantizers
+    from trtq.calib.state_dir import STATE_NAMES, load_calibrated, save_calibrated
+    from trtq.models import checkpoint_provenance, load_model
+    from trtq.recipes import QuantRule, load_recipe, replace_rules
+    from trtq.staging import check_folder_outputs, staged_folder
+
+    names = (*STATE_NAMES, REPORT, RECIPE)
+    check_folder_outputs(cfg.out, names, cfg.force)
+    start = time.perf_counter()
+    recipe = load_recipe(cfg.recipe).for_target(cfg.target)
+    if not recipe.deployable:
+        raise TrtqError(f"recipe {recipe.name!r} is simulation-only; autoquant measures "
+                        "deployable recipes (e.g. w8a8, w8a8-ptq4sam)")
+    held_out = held_out_images(cfg)
+    profiles = _profile_tensorrt(cfg) if cfg.backend == "tensorrt" else None
+    provenance = checkpoint_provenance(cfg.model, cfg.checkpoint)
+    with tempfile.TemporaryDirectory(prefix="trtq-autoquant-") as tmp, \
+            staged_folder(cfg.out, names, cfg.force) as stage:
+        work = Path(tmp)
+        _calibrate(cfg, recipe, provenance, work / "full")
+        model = load_model(cfg.model, provenance["checkpoint"])
+        recipe, _ = load_calibrated(model, cfg.model, work / "full", cfg.target)
+        groups = quantizer_groups(model)
+        if profiles is None:
+            profiles = _profile_onnxruntime(cfg, work, work / "full", provenance)
+        rows = gains(profiles["baseline"], profiles["int8"], groups)
+        setup = CostSetup(cfg.model, provenance["checkpoint"], str(work / "full"), cfg.target,
+                          held_out, threads_per_job(cfg.jobs))
+        pool, alone, everything = _measure(cfg, setup, groups)
+        with pool:
+            for group in groups:
+                rows.setdefault(group, {"baseline_ms": 0.0, "int8_ms": 0.0, "gain_ms": 0.0})
+                rows[group].update(agreement_alone=alone[group], cost=1.0 - alone[group],
+                                   quantizers=len(groups[group]))
+            candidates = {g: rows[g] for g in groups}
+            chosen, history = choose(candidates, cfg.min_agreement,
+                                     lambda gs: pool.agreements([sum((groups[g] for g in gs),
+                                                                     [])])[0])
+        why = decisions(candidates, chosen, rank(candidates), cfg.min_agreement)
+        off = [n for g in groups if g not in chosen for n in groups[g]]
+        for name, q in quantizers(model):
+            if name in off:
+                q.configure(None)
+        final = replace_rules(recipe, recipe.rules + tuple(QuantRule(n, None) for n in off))
+        final = replace(final, name=f"{recipe.name}-autoquant",
+                        description=f"{recipe.description}; autoquant ({cfg.backend}, "
+                        f"agreement >= {cfg.min_agreement}): {len(chosen)} of {len(groups)} "
+                        "groups INT8")
+        report = _report(cfg, rows, why, chosen, history, everything, held_out, start)
+        save_calibrated(model, cfg.model, final, stage,
+                        {"calib_data": str(cfg.calib_data), "split": cfg.split,
+                         "images": cfg.num_images, "autoquant": report["summary"],
+                         "quantizers_on": sum(1 for _, q in quantizers(model) if q.enabled)},
+                        provenance["checkpoint_sha256"])
+        (stage / REPORT).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        (stage / RECIPE).write_text(json.dumps(final.to_dict(), indent=1) + "\n",
+                                    encoding="utf-8")
+    return report
+
+
+def _report(cfg, rows, why, chosen, history, everything, held_out, start) -> dict:
+    table = []
+    for group, row in rows.items():
+        entry = {"group": group, **{k: row.get(k) for k in (
+            "quantizers", "agreement_alone", "cost", "baseline_ms", "int8_ms", "gain_ms")},
+            "decision": why.get(group, "unattributed time" if group == OTHER else "float")}
+        table.append(entry)
+    measured = history[-1]["agreement"] if history else 1.0
+    baseline = sum(r["baseline_ms"] for r in rows.values())
+    saved = sum(rows[g]["gain_ms"] for g in chosen)
+    summary = {"backend": cfg.backend, "min_agreement": cfg.min_agreement,
+               "groups": len([r for r in table if r["group"] != OTHER]),
+               "int8_groups": len(chosen), "held_out_agreement": measured,
+               "all_groups_agreement": everything, "held_out_images": len(held_out.image_ids),
+               "baseline_ms": baseline, "predicted_saved_ms": saved,
+               "predicted_speedup": baseline / (baseline - saved) if baseline > saved else None,
+               "all_groups_saved_ms": sum(max(r["gain_ms"], 0.0) for g, r in rows.items()
+                                          if g != OTHER)}
+    return {"config": asdict(cfg), "summary": summary, "chosen": list(chosen),
+            "verification": history, "groups": table,
+            "held_out_image_ids": list(held_out.image_ids),
+            "seconds": time.perf_counter() - start}
