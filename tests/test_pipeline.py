@@ -48,10 +48,24 @@ def test_run_on_tiny_model_writes_report(tmp_path, capsys, tiny_calibrated):
     library = json.loads((tiny_calibrated / "quant_state.pt.json").read_text())
     assert set(calibration) == set(library)
     assert calibration["image_files"] == int8["calibration_images"]
-    for target in ("tensorrt", "onnxruntime"):
+    chosen = json.loads((out / "calibrated-autoquant" / "quant_state.pt.json").read_text())
+    ids = {"tensorrt": calibration, "onnxruntime-all": calibration, "onnxruntime": chosen}
+    for folder, source in ids.items():
         for part in ("encoder", "decoder"):
-            sidecar = json.loads((out / f"onnx-int8-{target}" / f"{part}.onnx.json").read_text())
-            assert sidecar["calibration_id"] == calibration["calibration_id"]
+            sidecar = json.loads((out / f"onnx-int8-{folder}" / f"{part}.onnx.json").read_text())
+            assert sidecar["calibration_id"] == source["calibration_id"]
+    # autoquant chose the onnxruntime graph's INT8 groups: only those faster here, within the
+    # agreement floor on the calibration images (never the held-out ones)
+    aq = int8["autoquant"]
+    assert aq["summary"]["min_agreement"] == 0.95
+    assert aq["summary"]["held_out_images"] == 4
+    assert aq["summary"]["held_out_agreement"] >= 0.95 or aq["chosen"] == []
+    rows = {r["group"]: r for r in aq["groups"]}
+    assert all(rows[g]["gain_ms"] > 0 for g in aq["chosen"])
+    assert chosen["recipe"]["name"] == "w8a8-ptq4sam-autoquant"
+    on = {r["group"] for r in aq["groups"] if r["decision"] == "int8"}
+    assert on == set(aq["chosen"])
+    assert "autoquant (onnxruntime)" in md
     assert int8["exports"]["tensorrt"]["encoder"]["path"] == str(
         out / "onnx-int8-tensorrt" / "encoder.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

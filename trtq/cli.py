@@ -272,6 +272,10 @@ def _add_run(sub) -> None:
     p.add_argument("--recipe", default="w8a8-ptq4sam",
                    help="INT8 recipe (default: %(default)s; see `trtq inspect --recipe`)")
     p.add_argument("--no-int8", action="store_true", help="FP32 only: skip calibration and INT8")
+    p.add_argument("--min-agreement", type=float, default=0.95, metavar="A",
+                   help="autoquant the onnxruntime INT8: keep INT8 only in the layer groups "
+                   "measured faster here, while the agreement with FP32 on the calibration "
+                   "images stays >= A (default: %(default)s; 0: every group INT8)")
     p.add_argument("--iterations", type=POSITIVE, default=20, help="timed bench runs (default 20)")
     p.add_argument("--warmup", type=NON_NEGATIVE, default=3, help="warm-up bench runs (default 3)")
     p.add_argument("--out", metavar="DIR",

@@ -39,6 +39,7 @@ class RunConfig:
     warmup: int = 3
     recipe: str = "w8a8-ptq4sam"
     int8: bool = True
+    min_agreement: float | None = 0.95  # autoquant's floor for the onnxruntime INT8; None: off
     out: str | None = None
     force: bool = False
     progress: bool = False
@@ -46,6 +47,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0:
             raise ValueError("iterations must be >= 1 and warmup >= 0")
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError("min_agreement is a mean mask IoU in [0, 1] (0: no autoquant)")
 
     def out_dir(self) -> Path:
         if self.out:

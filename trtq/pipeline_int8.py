@@ -3,7 +3,11 @@
 1. Calibrate the recipe (default w8a8-ptq4sam) on half of the run's images (centre-box prompts);
    the other half measures agreement, so no image scores its own calibration.
 2. Export INT8 ONNX twice: the TensorRT target (symmetric Q/DQ, the deployable artifact) and the
-   onnxruntime target (uint8 activations: what onnxruntime's CPU kernels run fast).
+   onnxruntime target (uint8 activations, AGQ lowered: what onnxruntime's CPU kernels run fast).
+   With a minimum agreement (default 0.95), the onnxruntime target goes through `trtq
+   autoquant`'s choice first: per layer group, the time INT8 saves (the FP32 and the full INT8
+   export profiled here) against its cost in agreement with FP32 on the calibration images
+   (the held-out images stay unseen); only the groups that pay, within the floor, stay INT8.
 3. Accuracy: INT8 vs FP32 mask agreement in onnxruntime on the held-out images, and mIoU on
    --data/--split when given.
 4. Latency: onnxruntime CPU, INT8 vs FP32, encoder and decoder.
@@ -70,6 +74,49 @@ def export_int8(cfg, calibrated: Path, provenance: dict, out: Path, target: str)
             for part, record in result.items()}
 
 
+def autoquant_stage(cfg, out: Path, provenance: dict, calibrated: Path, calib_paths: list,
+                    full_export: Path) -> tuple[Path, dict]:
+    """`trtq autoquant`'s choice on the run's own files (onnxruntime backend): returns the
+    calibration folder restricted to the chosen groups and the report section."""
+    import onnxruntime as ort
+
+    from trtq.autoquant.costs import CostSetup, ImageSet, threads_per_job
+    from trtq.autoquant.gains import PARTS, ort_node_times
+    from trtq.autoquant.groups import quantizer_groups
+    from trtq.autoquant.run import decide, report_dict, restrict
+    from trtq.bench.onnxruntime_bench import make_feeds
+    from trtq.calib.modules import quantizers
+    from trtq.calib.state_dir import load_calibrated, save_calibrated
+    from trtq.models import load_model
+
+    model = load_model(cfg.model, provenance["checkpoint"])
+    recipe, _ = load_calibrated(model, cfg.model, calibrated, "onnxruntime")
+    groups = quantizer_groups(model)
+    profiles: dict = {"baseline": {}, "int8": {}}
+    for part in PARTS:
+        fp32 = out / "onnx" / f"{part}.onnx"
+        probe = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+        feeds = make_feeds(probe, {"boxes": (1, 4)} if part == "decoder" else {})
+        log.info("profiling the FP32 and INT8 %s for autoquant", part)
+        profiles["baseline"][part] = ort_node_times(fp32, feeds)
+        profiles["int8"][part] = ort_node_times(full_export / f"{part}.onnx", feeds)
+    images = ImageSet(tuple(str(p) for p in calib_paths))
+    setup = CostSetup(cfg.model, provenance["checkpoint"], str(calibrated), "onnxruntime",
+                      images, threads_per_job(2))
+    decided = decide(setup, groups, profiles, cfg.min_agreement, jobs=2)
+    final = restrict(model, recipe, groups, decided["chosen"],
+                     f"onnxruntime, agreement >= {cfg.min_agreement} on the calibration images")
+    folder = out / "calibrated-autoquant"
+    folder.mkdir()
+    save_calibrated(model, cfg.model, final, folder,
+                    {"calib_data": "the run's calibration images", "images": len(calib_paths),
+                     "quantizers_on": sum(1 for _, q in quantizers(model) if q.enabled)},
+                    provenance["checkpoint_sha256"])
+    report = report_dict(decided, "onnxruntime", cfg.min_agreement, images)
+    report["agreement_measured_on"] = "the calibration images (centre boxes)"
+    return folder, report
+
+
 def bench_pair(fp32_dir: Path, int8_dir: Path, cfg) -> dict:
     """onnxruntime CPU latency of FP32 and INT8, part by part, back to back (same machine
     state for both), with the INT8 speedup of the medians."""
@@ -134,12 +181,20 @@ def int8_stage(cfg, out: Path, provenance: dict, fp32_backend, images: list[Path
 
     calib_paths, held_out = split_images(images)
     calibrated = calibrate_into(cfg, out / "calibrated", provenance, calib_paths)
-    exports = {target: export_int8(cfg, calibrated, provenance, out / f"onnx-int8-{target}",
-                                   target) for target in ("tensorrt", "onnxruntime")}
+    exports = {"tensorrt": export_int8(cfg, calibrated, provenance, out / "onnx-int8-tensorrt",
+                                       "tensorrt")}
+    section: dict = {"recipe": cfg.recipe, "calibration_images": [p.name for p in calib_paths]}
+    if cfg.min_agreement:
+        full = out / "onnx-int8-onnxruntime-all"
+        exports["onnxruntime_all_groups"] = export_int8(cfg, calibrated, provenance, full,
+                                                        "onnxruntime")
+        calibrated, section["autoquant"] = autoquant_stage(cfg, out, provenance, calibrated,
+                                                           calib_paths, full)
+    exports["onnxruntime"] = export_int8(cfg, calibrated, provenance,
+                                         out / "onnx-int8-onnxruntime", "onnxruntime")
     int8_backend = OnnxRuntimeBackend(out / "onnx-int8-onnxruntime", model=cfg.model)
-    section = {"recipe": cfg.recipe, "calibration_images": [p.name for p in calib_paths],
-               "exports": exports,
-               "agreement_with_fp32": sample_agreement(fp32_backend, int8_backend, held_out)}
+    section |= {"exports": exports,
+                "agreement_with_fp32": sample_agreement(fp32_backend, int8_backend, held_out)}
     if dataset is not None:
         section["eval"] = eval_int8(cfg, dataset, int8_backend, out / "eval_onnxruntime.json")
     return section

@@ -36,6 +36,16 @@ def _int8_lines(report: dict) -> list[str]:
              f"{exports['encoder']['int8_mac_coverage']:.1%} (encoder), "
              f"{exports['decoder']['int8_mac_coverage']:.1%} (decoder); timed below: the "
              "onnxruntime-target graph (uint8 activations, what onnxruntime's CPU kernels run)"]
+    aq = int8.get("autoquant")
+    if aq:
+        s = aq["summary"]
+        kept = [r["group"] for r in aq["groups"] if r["decision"] != "int8"
+                and r.get("agreement_alone") is not None]
+        lines.append(f"- autoquant (onnxruntime): {s['int8_groups']} of {s['groups']} layer "
+                     f"groups INT8, agreement with FP32 on the calibration images "
+                     f"{s['held_out_agreement']:.4f} (floor {s['min_agreement']}; every group "
+                     f"INT8: {s['all_groups_agreement']:.4f}); float: "
+                     + (", ".join(kept[:6]) + (" ..." if len(kept) > 6 else "") or "none"))
     return lines
 
 

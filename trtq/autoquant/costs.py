@@ -34,6 +34,32 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
+class ImageSet:
+    """Images without annotations (`trtq run`'s photos): one centre box each. Only agreement
+    with FP32 is meaningful on them (the "ground truth" mask is empty)."""
+
+    paths: tuple[str, ...]
+
+    def samples(self) -> list:
+        import numpy as np
+
+        from trtq.data import Instance, Sample, load_rgb
+        from trtq.data.samples import center_box
+
+        out = []
+        for index, path in enumerate(self.paths):
+            rgb = load_rgb(path)
+            empty = np.zeros(rgb.shape[:2], dtype=bool)
+            box = center_box(rgb.shape[:2])[0]
+            out.append(Sample(index, str(path), rgb, (Instance(index, 0, box, empty),)))
+        return out
+
+    @property
+    def image_ids(self) -> tuple[int, ...]:
+        return tuple(range(len(self.paths)))
+
+
+@dataclass(frozen=True)
 class CostSetup:
     """What a worker needs to rebuild the calibrated model."""
 
@@ -41,7 +67,7 @@ class CostSetup:
     checkpoint: str | None
     calibrated: str
     target: str
-    held_out: HeldOut
+    held_out: HeldOut | ImageSet
     threads: int
 
 

@@ -129,21 +129,52 @@ def _calibrate(cfg, recipe, provenance: dict, folder: Path) -> None:
                      checkpoint_sha256=provenance["checkpoint_sha256"])
 
 
-def _measure(cfg, setup: CostSetup, groups: dict[str, list[str]]):
-    """Agreement of each group alone and of all groups; the pool stays open for the choice."""
+def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor: float,
+           jobs: int) -> dict:
+    """Gains from `profiles` ({"baseline"/"int8": {part: {node: ms}}}), costs measured with
+    `setup`, the choice and its verification: {"rows", "chosen", "history", "decisions",
+    "all_groups_agreement"}."""
+    rows = gains(profiles["baseline"], profiles["int8"], groups)
     reference = fp32_reference(setup)
-    pool = AgreementPool(setup, reference, cfg.jobs)
     names = list(groups)
-    log.info("measuring %d groups' agreement with FP32 in %d processes", len(names), pool.jobs)
-    alone = pool.agreements([groups[g] for g in names] + [sum(groups.values(), [])])
-    return pool, dict(zip(names, alone[:-1], strict=True)), alone[-1]
+    with AgreementPool(setup, reference, jobs) as pool:
+        log.info("measuring %d groups' agreement with FP32 in %d processes", len(names),
+                 pool.jobs)
+        alone = pool.agreements([groups[g] for g in names] + [sum(groups.values(), [])])
+        for group, agreement in zip(names, alone, strict=False):
+            rows.setdefault(group, {"baseline_ms": 0.0, "int8_ms": 0.0, "gain_ms": 0.0})
+            rows[group].update(agreement_alone=agreement, cost=1.0 - agreement,
+                               quantizers=len(groups[group]))
+        candidates = {g: rows[g] for g in names}
+        chosen, history = choose(
+            candidates, floor,
+            lambda gs: pool.agreements([sum((groups[g] for g in gs), [])])[0])
+    return {"rows": rows, "chosen": chosen, "history": history,
+            "decisions": decisions(candidates, chosen, rank(candidates), floor),
+            "all_groups_agreement": alone[-1]}
+
+
+def restrict(model, recipe, groups: dict[str, list[str]], chosen, label: str):
+    """Turn off every quantizer outside the chosen groups; the recipe that now describes the
+    model (the off quantizers named one by one: a group's pattern would cover nested groups)."""
+    from trtq.calib.modules import quantizers
+    from trtq.recipes import QuantRule, replace_rules
+
+    off = {n for g in groups if g not in chosen for n in groups[g]}
+    for name, q in quantizers(model):
+        if name in off:
+            q.configure(None)
+    final = replace_rules(recipe, recipe.rules + tuple(QuantRule(n, None) for n in sorted(off)))
+    return replace(final, name=f"{recipe.name}-autoquant",
+                   description=f"{recipe.description}; autoquant ({label}): {len(chosen)} of "
+                   f"{len(groups)} groups INT8")
 
 
 def autoquant(cfg: AutoquantConfig) -> dict:
     from trtq.calib.modules import quantizers
     from trtq.calib.state_dir import STATE_NAMES, load_calibrated, save_calibrated
     from trtq.models import checkpoint_provenance, load_model
-    from trtq.recipes import QuantRule, load_recipe, replace_rules
+    from trtq.recipes import load_recipe
     from trtq.staging import check_folder_outputs, staged_folder
 
     names = (*STATE_NAMES, REPORT, RECIPE)
@@ -165,30 +196,13 @@ def autoquant(cfg: AutoquantConfig) -> dict:
         groups = quantizer_groups(model)
         if profiles is None:
             profiles = _profile_onnxruntime(cfg, work, work / "full", provenance)
-        rows = gains(profiles["baseline"], profiles["int8"], groups)
         setup = CostSetup(cfg.model, provenance["checkpoint"], str(work / "full"), cfg.target,
                           held_out, threads_per_job(cfg.jobs))
-        pool, alone, everything = _measure(cfg, setup, groups)
-        with pool:
-            for group in groups:
-                rows.setdefault(group, {"baseline_ms": 0.0, "int8_ms": 0.0, "gain_ms": 0.0})
-                rows[group].update(agreement_alone=alone[group], cost=1.0 - alone[group],
-                                   quantizers=len(groups[group]))
-            candidates = {g: rows[g] for g in groups}
-            chosen, history = choose(candidates, cfg.min_agreement,
-                                     lambda gs: pool.agreements([sum((groups[g] for g in gs),
-                                                                     [])])[0])
-        why = decisions(candidates, chosen, rank(candidates), cfg.min_agreement)
-        off = [n for g in groups if g not in chosen for n in groups[g]]
-        for name, q in quantizers(model):
-            if name in off:
-                q.configure(None)
-        final = replace_rules(recipe, recipe.rules + tuple(QuantRule(n, None) for n in off))
-        final = replace(final, name=f"{recipe.name}-autoquant",
-                        description=f"{recipe.description}; autoquant ({cfg.backend}, "
-                        f"agreement >= {cfg.min_agreement}): {len(chosen)} of {len(groups)} "
-                        "groups INT8")
-        report = _report(cfg, rows, why, chosen, history, everything, held_out, start)
+        decided = decide(setup, groups, profiles, cfg.min_agreement, cfg.jobs)
+        final = restrict(model, recipe, groups, decided["chosen"],
+                         f"{cfg.backend}, agreement >= {cfg.min_agreement}")
+        report = report_dict(decided, cfg.backend, cfg.min_agreement, held_out)
+        report.update(config=asdict(cfg), seconds=time.perf_counter() - start)
         save_calibrated(model, cfg.model, final, stage,
                         {"calib_data": str(cfg.calib_data), "split": cfg.split,
                          "images": cfg.num_images, "autoquant": report["summary"],
@@ -200,25 +214,27 @@ def autoquant(cfg: AutoquantConfig) -> dict:
     return report
 
 
-def _report(cfg, rows, why, chosen, history, everything, held_out, start) -> dict:
+def report_dict(decided: dict, backend: str, floor: float, held_out) -> dict:
+    """autoquant.json's body: the summary, the verification and the per-group table."""
+    rows, chosen, history = decided["rows"], decided["chosen"], decided["history"]
     table = []
     for group, row in rows.items():
         entry = {"group": group, **{k: row.get(k) for k in (
             "quantizers", "agreement_alone", "cost", "baseline_ms", "int8_ms", "gain_ms")},
-            "decision": why.get(group, "unattributed time" if group == OTHER else "float")}
+            "decision": decided["decisions"].get(
+                group, "unattributed time" if group == OTHER else "float")}
         table.append(entry)
     measured = history[-1]["agreement"] if history else 1.0
     baseline = sum(r["baseline_ms"] for r in rows.values())
     saved = sum(rows[g]["gain_ms"] for g in chosen)
-    summary = {"backend": cfg.backend, "min_agreement": cfg.min_agreement,
+    summary = {"backend": backend, "min_agreement": floor,
                "groups": len([r for r in table if r["group"] != OTHER]),
                "int8_groups": len(chosen), "held_out_agreement": measured,
-               "all_groups_agreement": everything, "held_out_images": len(held_out.image_ids),
+               "all_groups_agreement": decided["all_groups_agreement"],
+               "held_out_images": len(held_out.image_ids),
                "baseline_ms": baseline, "predicted_saved_ms": saved,
                "predicted_speedup": baseline / (baseline - saved) if baseline > saved else None,
                "all_groups_saved_ms": sum(max(r["gain_ms"], 0.0) for g, r in rows.items()
                                           if g != OTHER)}
-    return {"config": asdict(cfg), "summary": summary, "chosen": list(chosen),
-            "verification": history, "groups": table,
-            "held_out_image_ids": list(held_out.image_ids),
-            "seconds": time.perf_counter() - start}
+    return {"summary": summary, "chosen": list(chosen), "verification": history,
+            "groups": table, "held_out_image_ids": list(held_out.image_ids)}
