@@ -3,6 +3,7 @@ TensorRT-target graph, measured side by side on LiteMedSAM (busi).
 
     python experiments/int8_faster.py --data ../shared/datasets/busi \\
         --out experiments/results/int8-faster-litemedsam-busi.json [--work DIR] [--limit N]
+        [--reuse-calibrations]
 
 Everything runs through the trtq CLI as a user runs it (commands under "steps"):
 1. `trtq calibrate` w8a8 and w8a8-ptq4sam on busi/calib (32 images; TensorRT target, one
@@ -37,6 +38,9 @@ def _calibrate(args, work: Path, steps: Steps) -> dict[str, Path]:
     cals = {}
     for recipe in RECIPES:
         cals[recipe] = work / f"cal-{recipe}"
+        if args.reuse_calibrations and (cals[recipe] / "quant_state.pt.json").is_file():
+            steps.lines.append(f"# reused {cals[recipe]} (an earlier run's trtq calibrate)")
+            continue
         steps.trtq("calibrate", "--recipe", recipe, "--calib-data", str(args.data), "--split",
                    "calib", "--num-images", "32", "--out", str(cals[recipe]), "--force")
     cals["autoquant"] = work / "autoquant"
@@ -103,6 +107,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="first N val images only (a smoke run)")
     ap.add_argument("--out", required=True, help="results JSON")
     ap.add_argument("--work", type=Path, help="folder for the exports (default: temporary)")
+    ap.add_argument("--reuse-calibrations", action="store_true",
+                    help="keep the calibration folders already in --work (autoquant reruns)")
     run_and_save(ap.parse_args(), "trtq-int8-faster-", measure)
 
 

@@ -189,3 +189,30 @@ def test_inspect_json_contract(tiny_qdq, tmp_path):
     assert result["lint_errors"] == [] and 0.5 < result["int8_mac_coverage"] < 1
     assert result["int8_mac_coverage_of_recipe"] == 1.0
     assert main(["inspect", "--onnx", str(tiny_qdq["onnxruntime"] / "decoder.onnx")]) == 2
+
+
+def test_tensorrt_target_runs_integer_matmuls_in_a_default_onnxruntime_session(tiny_qdq,
+                                                                               tmp_path):
+    """Full-rank biases keep onnxruntime's MatMulAddFusion off the Q/DQ MatMuls, so a default
+    session runs them as integer kernels; the lint is unchanged."""
+    import onnxruntime as ort
+
+    path = tiny_qdq["tensorrt"] / "encoder.onnx"
+    model = onnx.load(str(path))
+    g = Graph(model)
+    biases = [g.constant(b) for n in model.graph.node if n.op_type == "Add"
+              for a, b in (n.input, n.input[::-1])
+              if g.producer.get(a) is not None and g.producer[a].op_type == "MatMul"
+              and b in g.initializers]
+    assert biases and all(b.ndim >= 3 and b.shape[:-1] == (1,) * (b.ndim - 1) for b in biases)
+    assert lint_qdq(model).errors == []
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(options.optimized_model_filepath)
+    ops = [n.op_type for n in optimized.graph.node]
+    assert ops.count("MatMulIntegerToFloat") >= len(biases)
+    opt = Graph(optimized)
+    assert not [n.name for n in optimized.graph.node if n.op_type == "Gemm"
+                and any(opt.producer.get(i) is not None
+                        and opt.producer[i].op_type == "DequantizeLinear" for i in n.input)]
