@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from _steps import Steps, read_keys, run_and_save, without_provenance
@@ -44,6 +47,9 @@ def _calibrate(args, work: Path, steps: Steps) -> dict[str, Path]:
         steps.trtq("calibrate", "--recipe", recipe, "--calib-data", str(args.data), "--split",
                    "calib", "--num-images", "32", "--out", str(cals[recipe]), "--force")
     cals["autoquant"] = work / "autoquant"
+    if args.reuse_calibrations and (cals["autoquant"] / "autoquant.json").is_file():
+        steps.lines.append(f"# reused {cals['autoquant']} (an earlier run's trtq autoquant)")
+        return cals
     steps.trtq("autoquant", "--recipe", "w8a8-ptq4sam", "--calib-data", str(args.data),
                "--split", "calib", "--num-images", "32", "--held-out", "32", "--backend",
                "onnxruntime", "--min-agreement", str(args.min_agreement), "--jobs", "2",
@@ -51,24 +57,41 @@ def _calibrate(args, work: Path, steps: Steps) -> dict[str, Path]:
     return cals
 
 
-def _exports(cals: dict[str, Path], work: Path, steps: Steps) -> dict[str, Path]:
-    dirs = {"fp32": work / "fp32"}
+def _export_or_error(steps: Steps, *args: str) -> str | None:
+    """A `trtq export` whose refusal is a result, not a crash: None, or trtq's error line."""
+    steps.lines.append(shlex.join(["trtq", "-q", "export", *args]))
+    print("+", steps.lines[-1], flush=True)
+    done = subprocess.run([sys.executable, "-m", "trtq", "-q", "export", *args],
+                          capture_output=True, text=True)
+    print(done.stdout + done.stderr, end="", flush=True)
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.startswith("trtq: error")]
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def _exports(cals: dict[str, Path], work: Path, steps: Steps) -> tuple[dict, dict]:
+    dirs, failed = {"fp32": work / "fp32"}, {}
     steps.trtq("export", "--out", str(dirs["fp32"]), "--force")
     for recipe in RECIPES:
         for target in ("onnxruntime", "tensorrt"):
             label = f"{recipe}-{target}"
-            dirs[label] = work / label
-            steps.trtq("export", "--calibrated", str(cals[recipe]), "--target", target,
-                       "--logquant", "onnx", "--out", str(dirs[label]), "--force")
+            error = _export_or_error(steps, "--calibrated", str(cals[recipe]), "--target",
+                                     target, "--logquant", "onnx", "--out",
+                                     str(work / label), "--force")
+            if error:
+                failed[label] = error
+            else:
+                dirs[label] = work / label
     dirs["autoquant-onnxruntime"] = work / "autoquant-onnxruntime"
     steps.trtq("export", "--calibrated", str(cals["autoquant"]), "--target", "onnxruntime",
                "--out", str(dirs["autoquant-onnxruntime"]), "--force")
-    return dirs
+    return dirs, failed
 
 
 def measure(args, work: Path, steps: Steps) -> dict:
     cals = _calibrate(args, work, steps)
-    dirs = _exports(cals, work, steps)
+    dirs, failed = _exports(cals, work, steps)
     limit = ["--limit", str(args.limit)] if args.limit else []
     evals = {}
     reference = work / "eval-fp32.json"
@@ -81,6 +104,8 @@ def measure(args, work: Path, steps: Steps) -> dict:
         evals[label] = read_keys(out, EVAL_KEYS)
     inspect = {}
     for recipe in RECIPES:
+        if f"{recipe}-tensorrt" not in dirs:
+            continue
         for part in ("encoder", "decoder"):
             out = work / f"inspect-{recipe}-{part}.json"
             steps.trtq("inspect", "--onnx", str(dirs[f"{recipe}-tensorrt"] / f"{part}.onnx"),
@@ -89,11 +114,13 @@ def measure(args, work: Path, steps: Steps) -> dict:
     latency = work / "latency.json"
     order = ("fp32", "w8a8-onnxruntime", "w8a8-ptq4sam-onnxruntime", "autoquant-onnxruntime",
              "w8a8-tensorrt", "w8a8-ptq4sam-tensorrt")
+    order = [k for k in order if k in dirs]
     steps.script("int8_latency.py", *(a for k in order for a in ("--variant", f"{k}={dirs[k]}")),
                  "--session", "plain", "--iterations", str(args.iterations), "--rounds",
                  str(args.rounds), "--out", str(latency))
     autoquant = json.loads((cals["autoquant"] / "autoquant.json").read_text(encoding="utf-8"))
-    return {"eval": evals, "inspect": inspect, "latency": without_provenance(latency),
+    return {"export_failed": failed, "eval": evals, "inspect": inspect,
+            "latency": without_provenance(latency),
             "autoquant": {k: autoquant[k] for k in ("summary", "chosen", "verification",
                                                     "groups")}}
 
