@@ -100,3 +100,25 @@ def test_export_records_the_forced_figures(tiny_qdq):
             assert forced["cuts"] > 10 and forced["max_step_error"] < MAX_STEP_ERROR
             assert forced["code_mismatch"] < MAX_MISMATCH
             assert np.isfinite(record["parity_max_rel_diff"])
+
+
+def test_codes_off_for_another_reason_than_a_tie_fail_parity(encoder):
+    """A QuantizeLinear that rounds with another scale than its DequantizeLinear (1 % off): the
+    codes are not the exact quantization of the graph's own input, so they are not tie flips."""
+    from onnx import numpy_helper
+
+    part, model = encoder
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    g = Graph(broken)
+    q = next(n for n in broken.graph.node if n.op_type == "QuantizeLinear"
+             and "mlp/fc2/input_quantizer" in n.name)
+    scale = g.constant(q.input[1])
+    broken.graph.initializer.append(numpy_helper.from_array(scale * np.float32(1.01), "q_only"))
+    q.input[1] = "q_only"
+    result = forced_parity(part, broken, part.parity_feeds[0])
+    assert result.code_mismatch > MAX_MISMATCH
+    assert "mlp.fc2.input_quantizer" in result.worst_code_site
+    assert any("other codes than PyTorch" in p for p in result.problems())
+    correct = forced_parity(part, model, part.parity_feeds[0])
+    assert correct.code_mismatch + correct.tie_flips < MAX_MISMATCH
