@@ -7,8 +7,9 @@ Each DIR holds encoder.onnx + decoder.onnx (trtq export, or experiments/ort_quan
 The first variant is the baseline. Variants are timed in alternating rounds in one process (same
 machine, same load), and every run records the median, p90 and the ratio to the baseline.
 `--session plain` (the default) times each file as users run it: `onnxruntime.InferenceSession`
-with default options; `--session trtq` uses trtq's session (`create_session`, which disables
-onnxruntime's MatMulAddFusion on Q/DQ graphs).
+with default options (trtq's own sessions use the same); `--session fusion-off` disables
+onnxruntime's MatMulAddFusion, as trtq's session did before its exports had full-rank biases
+(for timing files written then).
 The script also counts the QuantizeLinear/DequantizeLinear nodes onnxruntime left unfused in its
 optimized graph: those run as standalone float kernels and cost time.
 """
@@ -24,7 +25,7 @@ from _provenance import provenance, save_results
 
 from trtq.bench.latency import summarize, time_calls
 from trtq.bench.onnxruntime_bench import make_feeds
-from trtq.export.onnxruntime_session import QDQ_DISABLED_OPTIMIZERS, create_session
+from trtq.export.onnxruntime_session import QDQ_DISABLED_OPTIMIZERS
 from trtq.system import describe_cpu
 
 PARTS = {"encoder": {}, "decoder": {"boxes": (1, 4)}}
@@ -49,18 +50,25 @@ def plain_session(path: Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def fusion_off_session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(QDQ_DISABLED_OPTIMIZERS))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", action="append", required=True, metavar="LABEL=DIR")
     ap.add_argument("--iterations", type=int, default=10, help="timed runs per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--session", choices=("plain", "trtq"), default="plain")
+    ap.add_argument("--session", choices=("plain", "fusion-off"), default="plain")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant)
     block = provenance()
-    open_session = plain_session if args.session == "plain" else create_session
+    open_session = plain_session if args.session == "plain" else fusion_off_session
     disabled = [] if args.session == "plain" else list(QDQ_DISABLED_OPTIMIZERS)
     result = {"device": describe_cpu(), "session": args.session, "iterations": args.iterations,
               "rounds": args.rounds, "warmup": args.warmup, "parts": {}}

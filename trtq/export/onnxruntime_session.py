@@ -37,9 +37,12 @@ def check_onnx(path: str | os.PathLike) -> Path:
     return path
 
 
-# onnxruntime turns MatMul + bias Add into Gemm before its Q/DQ fusions run, and a Gemm whose
-# output is not re-quantized then stays a float Gemm on dequantized inputs. With this fusion off
-# the same pattern becomes MatMulIntegerToFloat (an integer GEMM with the bias folded in).
+# onnxruntime turns MatMul + 1-D bias Add into Gemm before its Q/DQ fusions run, and a Gemm
+# whose output is not re-quantized then stays a float Gemm on dequantized inputs. trtq's exports
+# give those biases the MatMul output's rank (`trtq.export.qdq_rewrite.full_rank_biases`), which
+# this fusion leaves alone, so every session runs them as MatMulIntegerToFloat; trtq's own
+# sessions use onnxruntime's default options, as users do. Only for measuring files written
+# before that rewrite (experiments/int8_latency.py --session trtq) is the fusion turned off.
 QDQ_DISABLED_OPTIMIZERS = ("MatMulAddFusion",)
 
 
@@ -57,7 +60,6 @@ def create_session(path: str | os.PathLike, threads: int | None = None,
     ort = _onnxruntime()
     path = check_onnx(path)
     model = onnx.load(str(path), load_external_data=False)
-    disabled = list(QDQ_DISABLED_OPTIMIZERS) if has_qdq(model) else []
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -72,7 +74,6 @@ def create_session(path: str | os.PathLike, threads: int | None = None,
     if logquant_ort.has_logquant_nodes(model):
         source = logquant_ort.prepare(model, options)
     try:
-        return ort.InferenceSession(source, options, providers=chosen,
-                                    disabled_optimizers=disabled)
+        return ort.InferenceSession(source, options, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own exception types per failure
         raise ArtifactError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None
