@@ -99,7 +99,7 @@ def test_choice_never_takes_a_slower_group_and_verifies_the_whole():
     assert chosen == ["fast_cheap"]
     assert [round(h["agreement"], 4) for h in history] == [0.97, 0.976, 0.9985]
     assert history[0]["predicted"] == pytest.approx(0.98)
-    why = decisions(rows, chosen, rank(rows), 0.98)
+    why = decisions(rows, chosen, 0.98)
     assert why["slower"].startswith("float: not faster")
     assert why["fast_cheap"] == "int8"
 

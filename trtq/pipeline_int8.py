@@ -78,28 +78,17 @@ def autoquant_stage(cfg, out: Path, provenance: dict, calibrated: Path, calib_pa
                     full_export: Path) -> tuple[Path, dict]:
     """`trtq autoquant`'s choice on the run's own files (onnxruntime backend): returns the
     calibration folder restricted to the chosen groups and the report section."""
-    import onnxruntime as ort
-
     from trtq.autoquant.costs import CostSetup, ImageSet, threads_per_job
-    from trtq.autoquant.gains import PARTS, ort_node_times
+    from trtq.autoquant.gains import ort_profiles
     from trtq.autoquant.groups import quantizer_groups
     from trtq.autoquant.run import decide, report_dict, restrict
-    from trtq.bench.onnxruntime_bench import make_feeds
-    from trtq.calib.modules import quantizers
     from trtq.calib.state_dir import load_calibrated, save_calibrated
     from trtq.models import load_model
 
     model = load_model(cfg.model, provenance["checkpoint"])
     recipe, _ = load_calibrated(model, cfg.model, calibrated, "onnxruntime")
     groups = quantizer_groups(model)
-    profiles: dict = {"baseline": {}, "int8": {}}
-    for part in PARTS:
-        fp32 = out / "onnx" / f"{part}.onnx"
-        probe = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-        feeds = make_feeds(probe, {"boxes": (1, 4)} if part == "decoder" else {})
-        log.info("profiling the FP32 and INT8 %s for autoquant", part)
-        profiles["baseline"][part] = ort_node_times(fp32, feeds)
-        profiles["int8"][part] = ort_node_times(full_export / f"{part}.onnx", feeds)
+    profiles = ort_profiles(out / "onnx", full_export)
     images = ImageSet(tuple(str(p) for p in calib_paths))
     setup = CostSetup(cfg.model, provenance["checkpoint"], str(calibrated), "onnxruntime",
                       images, threads_per_job(2))
@@ -109,8 +98,7 @@ def autoquant_stage(cfg, out: Path, provenance: dict, calibrated: Path, calib_pa
     folder = out / "calibrated-autoquant"
     folder.mkdir()
     save_calibrated(model, cfg.model, final, folder,
-                    {"calib_data": "the run's calibration images", "images": len(calib_paths),
-                     "quantizers_on": sum(1 for _, q in quantizers(model) if q.enabled)},
+                    {"calib_data": "the run's calibration images", "images": len(calib_paths)},
                     provenance["checkpoint_sha256"])
     report = report_dict(decided, "onnxruntime", cfg.min_agreement, images)
     report["agreement_measured_on"] = "the calibration images (centre boxes)"

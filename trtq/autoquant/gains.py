@@ -15,6 +15,7 @@ A group's gain is its FP32 (or FP16) time minus its INT8 time; positive is faste
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections import defaultdict
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from trtq.autoquant.groups import OTHER, attribute
 from trtq.errors import TrtqError
+
+log = logging.getLogger("trtq.autoquant")
 
 PARTS = ("encoder", "decoder")
 
@@ -49,6 +52,25 @@ def ort_node_times(path: str | os.PathLike, feeds: dict, runs: int = 5,
         if event.get("cat") == "Node" and name.endswith("_kernel_time"):
             per_node[name[:-len("_kernel_time")]].append(event["dur"] / 1000.0)
     return {node: sum(times[-runs:]) / len(times[-runs:]) for node, times in per_node.items()}
+
+
+def ort_profiles(fp32_dir: str | os.PathLike, int8_dir: str | os.PathLike,
+                 runs: int = 5) -> dict[str, dict[str, dict[str, float]]]:
+    """{"baseline" / "int8": {part: {node: ms}}} of the FP32 and the INT8 export in two folders,
+    each part fed the same random inputs (the decoder one box)."""
+    import onnxruntime as ort
+
+    from trtq.bench.onnxruntime_bench import make_feeds
+
+    times: dict = {"baseline": {}, "int8": {}}
+    for part in PARTS:
+        fp32 = Path(fp32_dir) / f"{part}.onnx"
+        probe = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+        feeds = make_feeds(probe, {"boxes": (1, 4)} if part == "decoder" else {})
+        log.info("profiling the FP32 and INT8 %s in onnxruntime", part)
+        times["baseline"][part] = ort_node_times(fp32, feeds, runs=runs)
+        times["int8"][part] = ort_node_times(Path(int8_dir) / f"{part}.onnx", feeds, runs=runs)
+    return times
 
 
 def by_group(times: dict[str, float], part: str, groups: Iterable[str]) -> dict[str, float]:

@@ -19,9 +19,8 @@ import re
 from collections.abc import Iterable
 
 from trtq.calib.modules import quantizers
+from trtq.export.qdq_lint import PART_PREFIX, module_path
 
-# Export part → the prefix its ONNX node names lack relative to the SamModel's module names.
-PART_PREFIX = {"encoder": "image_encoder.", "decoder": ""}
 OTHER = "(not attributable to a group)"
 _INDEX = re.compile(r"^\d+$")
 _FOREIGN = re.compile(r"ForeignNode\[(.+?)(?:\.\.\.(.+))?\]")
@@ -48,10 +47,9 @@ def quantizer_groups(model) -> dict[str, list[str]]:
 def node_module(node_name: str, part: str) -> str:
     """`/layers.1/blocks.0/attn/qkv/MatMul` (an encoder node) →
     `image_encoder.layers.1.blocks.0.attn.qkv`; '' for names without a module path."""
-    parts = [p for p in node_name.strip().split("/") if p]
-    if len(parts) < 2:
+    module = module_path(node_name.strip())
+    if not module:
         return ""
-    module = ".".join(parts[:-1])
     prefix = PART_PREFIX.get(part, "")
     return module if module.startswith(prefix.rstrip(".")) else prefix + module
 

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from trtq.autoquant.costs import AgreementPool, CostSetup, HeldOut, fp32_reference, threads_per_job
-from trtq.autoquant.gains import PARTS, gains, ort_node_times, read_trtexec_profile
+from trtq.autoquant.gains import gains, ort_profiles, read_trtexec_profile
 from trtq.autoquant.groups import OTHER, quantizer_groups
-from trtq.autoquant.select import choose, decisions, rank
+from trtq.autoquant.select import choose, decisions
 from trtq.errors import DataError, TrtqError
 
 log = logging.getLogger("trtq.autoquant")
@@ -85,9 +85,6 @@ def held_out_images(cfg: AutoquantConfig) -> HeldOut:
 
 def _profile_onnxruntime(cfg, work: Path, calibrated: Path, provenance: dict) -> dict:
     """{precision: {part: {node: ms}}} of the FP32 export and the full INT8 export."""
-    import onnxruntime as ort
-
-    from trtq.bench.onnxruntime_bench import make_feeds
     from trtq.calib.state_dir import load_calibrated
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
     from trtq.export.onnx_qdq import export_quantized
@@ -99,17 +96,7 @@ def _profile_onnxruntime(cfg, work: Path, calibrated: Path, provenance: dict) ->
     recipe, record = load_calibrated(model, cfg.model, calibrated, cfg.target)
     export_quantized(model, recipe, replace(spec, calibration_id=record["calibration_id"]),
                      work / "int8", cfg.target, logquant="onnx")
-    times: dict = {"baseline": {}, "int8": {}}
-    for part in PARTS:
-        shapes = {"boxes": (1, 4)} if part == "decoder" else {}
-        probe = ort.InferenceSession(str(work / "fp32" / f"{part}.onnx"),
-                                     providers=["CPUExecutionProvider"])
-        feeds = make_feeds(probe, shapes)
-        for precision, folder in (("baseline", "fp32"), ("int8", "int8")):
-            log.info("profiling the %s %s in onnxruntime", folder, part)
-            times[precision][part] = ort_node_times(work / folder / f"{part}.onnx", feeds,
-                                                    runs=cfg.profile_runs)
-    return times
+    return ort_profiles(work / "fp32", work / "int8", cfg.profile_runs)
 
 
 def _profile_tensorrt(cfg) -> dict:
@@ -150,7 +137,7 @@ def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor
             candidates, floor,
             lambda gs: pool.agreements([sum((groups[g] for g in gs), [])])[0])
     return {"rows": rows, "chosen": chosen, "history": history,
-            "decisions": decisions(candidates, chosen, rank(candidates), floor),
+            "decisions": decisions(candidates, chosen, floor),
             "all_groups_agreement": alone[-1]}
 
 
@@ -171,7 +158,6 @@ def restrict(model, recipe, groups: dict[str, list[str]], chosen, label: str):
 
 
 def autoquant(cfg: AutoquantConfig) -> dict:
-    from trtq.calib.modules import quantizers
     from trtq.calib.state_dir import STATE_NAMES, load_calibrated, save_calibrated
     from trtq.models import checkpoint_provenance, load_model
     from trtq.recipes import load_recipe
@@ -205,8 +191,7 @@ def autoquant(cfg: AutoquantConfig) -> dict:
         report.update(config=asdict(cfg), seconds=time.perf_counter() - start)
         save_calibrated(model, cfg.model, final, stage,
                         {"calib_data": str(cfg.calib_data), "split": cfg.split,
-                         "images": cfg.num_images, "autoquant": report["summary"],
-                         "quantizers_on": sum(1 for _, q in quantizers(model) if q.enabled)},
+                         "images": cfg.num_images, "autoquant": report["summary"]},
                         provenance["checkpoint_sha256"])
         (stage / REPORT).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         (stage / RECIPE).write_text(json.dumps(final.to_dict(), indent=1) + "\n",

@@ -45,8 +45,7 @@ def choose(rows: dict[str, dict], floor: float,
     return chosen, history
 
 
-def decisions(rows: dict[str, dict], chosen: Sequence[str], ranked: Sequence[str],
-              floor: float) -> dict[str, str]:
+def decisions(rows: dict[str, dict], chosen: Sequence[str], floor: float) -> dict[str, str]:
     """Why each group ended where it did, in one line."""
     out = {}
     for group, row in rows.items():
@@ -54,9 +53,7 @@ def decisions(rows: dict[str, dict], chosen: Sequence[str], ranked: Sequence[str
             out[group] = "int8"
         elif row["gain_ms"] <= 0:
             out[group] = f"float: not faster in INT8 ({row['gain_ms']:+.2f} ms)"
-        elif group in ranked:
+        else:
             out[group] = (f"float: its cost ({row['cost']:.4f}) would take the agreement below "
                           f"{floor}")
-        else:
-            out[group] = "float"
     return out

@@ -225,16 +225,14 @@ def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
 
     want_symmetric = target == "tensorrt"
     convs = _float_conv_names(model) if target == "onnxruntime" else []
-    log2_float = [n for n, q in quantizers(model)
-                  if target == "onnxruntime" and q.spec is not None
-                  and any(fnmatch.fnmatchcase(n, p) for p in LOG2_FLOAT_ON_ONNXRUNTIME)
-                  and recipe.spec_for(n) is not None and _has_log2(model)]
+    lowers_log2 = target == "onnxruntime" and _has_log2(model)
     for name, q in quantizers(model):
         if q.spec is None:
             continue
         owner, _, leaf = name.rpartition(".")
-        if owner in convs or name in log2_float \
-                or (float_attention and owner.endswith("_matmul")):
+        log2_float = lowers_log2 and any(fnmatch.fnmatchcase(name, p)
+                                         for p in LOG2_FLOAT_ON_ONNXRUNTIME)
+        if owner in convs or log2_float or (float_attention and owner.endswith("_matmul")):
             q.configure(None)
         elif q.is_log2 and target == "onnxruntime":
             top = q.scale

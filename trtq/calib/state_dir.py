@@ -98,8 +98,13 @@ def save_calibrated(model, model_name: str, recipe, folder: str | os.PathLike, e
                     checkpoint_sha256: str | None = None) -> dict:
     """Write an already calibrated `model` (its quantizers as `recipe` now describes them) as a
     calibration folder's state + sidecar into the existing `folder` (a staging folder: the
-    caller makes the whole output transactional). `extra` joins the sidecar."""
-    _write_state(Path(folder), model, model_name, recipe, extra, checkpoint_sha256)
+    caller makes the whole output transactional). `extra` joins the sidecar, with the count of
+    quantizers on."""
+    from trtq.calib.modules import quantizers
+
+    on = sum(1 for _, q in quantizers(model) if q.enabled)
+    _write_state(Path(folder), model, model_name, recipe, {**extra, "quantizers_on": on},
+                 checkpoint_sha256)
     return read_sidecar(Path(folder) / STATE_FILE)
 
 

@@ -12,13 +12,9 @@ from trtq.errors import TrtqError
 
 log = logging.getLogger("trtq.export")
 
-# Export part → the prefix its ONNX node names lack relative to the SamModel's module names.
-PART_PREFIX = {"encoder": "image_encoder.", "decoder": ""}
-
-
 def _recipe_coverage(record: dict, coverage) -> float | None:
     """Coverage over the MACs of the layers the export quantized (listed in the sidecar)."""
-    from trtq.export.qdq_lint import module_path
+    from trtq.export.qdq_lint import PART_PREFIX, module_path
 
     layers = record.get("quantized_layers")
     if layers is None:

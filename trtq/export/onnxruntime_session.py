@@ -46,10 +46,6 @@ def check_onnx(path: str | os.PathLike) -> Path:
 QDQ_DISABLED_OPTIMIZERS = ("MatMulAddFusion",)
 
 
-def has_qdq(model) -> bool:
-    return any(n.op_type == "DequantizeLinear" for n in model.graph.node)
-
-
 def create_session(path: str | os.PathLike, threads: int | None = None,
                    providers: list[str] | None = None):
     """An `InferenceSession` for a checked ONNX file; `threads` sets intra-op threads."""

@@ -201,6 +201,10 @@ def int8_mac_coverage(model: onnx.ModelProto) -> Coverage:
     return Coverage(total, int8, floats)
 
 
+# Export part → the prefix its ONNX node names lack relative to the SamModel's module names.
+PART_PREFIX = {"encoder": "image_encoder.", "decoder": ""}
+
+
 def module_path(node_name: str) -> str:
     """`/image_encoder/layers.1/attn/qkv/MatMul` → `image_encoder.layers.1.attn.qkv`."""
     parts = [p for p in node_name.split("/") if p]

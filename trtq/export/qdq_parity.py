@@ -156,13 +156,19 @@ class _Recorder:
             handle.remove()
 
 
+def _qparams(quantizer) -> tuple[np.float32, int]:
+    """(scale, zero point) a uniform site's QuantizeLinear uses: a shifted quantizer is
+    exported as Sub(x, c) and a symmetric Q/DQ, so its zero point there is 0."""
+    zero = 0 if quantizer.is_shifted else int(quantizer.zero_point)
+    return np.float32(float(quantizer.scale)), zero
+
+
 def _site_values(site: Site, quantizer, x, y) -> tuple[np.ndarray, np.ndarray]:
     """(expected probe, forced value) of one site from the PyTorch quantizer's call."""
     x, y = x.float().numpy(), y.float().numpy()
     if site.kind == "log2":
         return x, y.astype(np.float32)
-    scale = np.float32(float(quantizer.scale))
-    zero = 0 if quantizer.is_shifted else int(quantizer.zero_point)
+    scale, zero = _qparams(quantizer)
     if quantizer.is_shifted:  # exported as Sub(x, c) → Q → DQ: the probe is x − c
         x = x - np.float32(quantizer.shift())
     codes = np.round(y / scale) + zero
@@ -270,8 +276,7 @@ def forced_parity(part, model: onnx.ModelProto, feeds: dict,
 def _requantize(x: np.ndarray, quantizer, dtype: np.dtype) -> np.ndarray:
     """ONNX QuantizeLinear of `x` with the PyTorch quantizer's scale and zero point (x / scale,
     round half to even, saturate to `dtype`), the arithmetic both sides use."""
-    scale = np.float32(float(quantizer.scale))
-    zero = 0 if quantizer.is_shifted else int(quantizer.zero_point)
+    scale, zero = _qparams(quantizer)
     info = np.iinfo(dtype)
     codes = np.round(x.astype(np.float32) / scale) + zero
     return np.clip(codes, info.min, info.max).astype(dtype)
