@@ -133,8 +133,9 @@ def test_autoquant_onnxruntime_writes_a_calibration_folder(calib_split, tmp_path
 
     recipe, states, _ = read_quant_state(out / "quant_state.pt")
     assert recipe.target == "onnxruntime" and recipe.name.endswith("-autoquant")
-    owners = {name.rpartition(".")[0] for name in states}
-    assert owners and all(any(o.startswith(g + ".") for g in report["chosen"]) for o in owners)
+    # (which groups win depends on this machine's timings: the tensorrt test below pins them)
+    saved = {group_of(name.rpartition(".")[0]) for name in states}
+    assert saved == set(report["chosen"])
     # ... that exports, and whose recipe file calibrates again
     assert main(["export", "--model", "tiny_litemedsam", "--calibrated", str(out),
                  "--target", "onnxruntime", "--out", str(tmp_path / "onnx")]) == 0
@@ -180,8 +181,10 @@ def test_autoquant_tensorrt_reads_deploy_profiles(calib_split, tiny_onnx, tmp_pa
     assert report["chosen"] == ["image_encoder.layers.1.blocks.0"]
     from trtq.calib.calibrate import read_quant_state
 
-    recipe, _, _ = read_quant_state(out / "quant_state.pt")
+    recipe, states, _ = read_quant_state(out / "quant_state.pt")
     assert recipe.target == "tensorrt"
+    assert {group_of(name.rpartition(".")[0]) for name in states} == \
+        {"image_encoder.layers.1.blocks.0"}
 
 
 def test_autoquant_refuses_bad_setups(calib_split, tmp_path):
