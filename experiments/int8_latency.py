@@ -11,7 +11,9 @@ with default options (trtq's own sessions use the same); `--session fusion-off` 
 onnxruntime's MatMulAddFusion, as trtq's session did before its exports had full-rank biases
 (for timing files written then).
 The script also counts the QuantizeLinear/DequantizeLinear nodes onnxruntime left unfused in its
-optimized graph: those run as standalone float kernels and cost time.
+optimized graph (they run as standalone float kernels and cost time) and the float GEMMs it ran
+on dequantized inputs (integer kernels it could not use), and profiles each file node by node
+in a separate session: kernel time per op type, and Transpose time on float vs 8-bit tensors.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from trtq.system import describe_cpu
 PARTS = {"encoder": {}, "decoder": {"boxes": (1, 4)}}
 
 
-def unfused_qdq(path: Path, disabled: list[str]) -> int:
+def unfused_qdq(path: Path, disabled: list[str]) -> dict:
     import onnx
     import onnxruntime as ort
 
@@ -41,7 +43,48 @@ def unfused_qdq(path: Path, disabled: list[str]) -> int:
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
                              disabled_optimizers=disabled)
         graph = onnx.load(options.optimized_model_filepath).graph
-    return sum(1 for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {"unfused_qdq_nodes": sum(1 for n in graph.node
+                                     if n.op_type in ("QuantizeLinear", "DequantizeLinear")),
+            "float_gemms_on_dequantized": sum(
+                1 for n in graph.node if n.op_type in ("MatMul", "Gemm", "FusedMatMul",
+                                                       "FusedGemm")
+                and any(i in dequantized for i in n.input))}
+
+
+def op_profile(path: Path, shapes: dict, disabled: list[str], runs: int = 3) -> dict:
+    """Kernel milliseconds per op type (mean of `runs` runs, largest first) and the Transpose
+    time on float vs 8-bit tensors, from onnxruntime's node profile."""
+    import json
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=disabled)
+        feeds = make_feeds(session, shapes)
+        session.run(None, feeds)
+        for _ in range(runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    transpose = {"float": 0.0, "8-bit": 0.0}
+    timed = [e for e in events if e.get("cat") == "Node"
+             and e.get("name", "").endswith("_kernel_time")]
+    skip = len(timed) // (runs + 1)  # the first run warms up
+    for event in timed[skip:]:
+        op, ms = event["args"]["op_name"], event["dur"] / 1000.0 / runs
+        per_op[op] = per_op.get(op, 0.0) + ms
+        if op == "Transpose":
+            types = event["args"].get("input_type_shape") or [{}]
+            transpose["float" if "float" in types[0] else "8-bit"] += ms
+    ordered = dict(sorted(per_op.items(), key=lambda kv: -kv[1]))
+    return {"kernel_ms_by_op": {k: round(v, 2) for k, v in ordered.items()},
+            "kernel_ms": round(sum(per_op.values()), 2),
+            "transpose_ms": {k: round(v, 2) for k, v in transpose.items()}}
 
 
 def plain_session(path: Path):
@@ -83,7 +126,8 @@ def main() -> None:
         base = statistics.median(samples[next(iter(variants))])
         result["parts"][part] = {
             k: {**summarize(v), "speedup_vs_first": base / statistics.median(v),
-                "unfused_qdq_nodes": unfused_qdq(Path(variants[k]) / f"{part}.onnx", disabled)}
+                **unfused_qdq(Path(variants[k]) / f"{part}.onnx", disabled),
+                "profile": op_profile(Path(variants[k]) / f"{part}.onnx", shapes, disabled)}
             for k, v in samples.items()}
     save_results(args.out, result, block)
     for part, rows in result["parts"].items():

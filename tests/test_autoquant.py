@@ -12,7 +12,7 @@ import pytest
 
 from trtq.autoquant.gains import gains, read_trtexec_profile
 from trtq.autoquant.groups import OTHER, attribute, group_of, node_module
-from trtq.autoquant.select import choose, decisions, rank
+from trtq.autoquant.select import choose, decisions, final_agreement, rank
 from trtq.cli import main
 from trtq.errors import TrtqError
 
@@ -87,9 +87,10 @@ def test_choice_never_takes_a_slower_group_and_verifies_the_whole():
     assert rank(rows) == ["fast_cheap", "fast_costly", "small"]
     measured = []
 
-    def measure(groups):
-        measured.append(list(groups))
-        return 1.0 - 1.5 * sum(rows[g]["cost"] for g in groups)  # costs compound
+    def measure(sets):
+        measured.extend(list(groups) for groups in sets)
+        return [1.0 - 1.5 * sum(rows[g]["cost"] for g in groups)  # costs compound
+                for groups in sets]
 
     chosen, history = choose(rows, 0.98, measure)
     # predicted: all three fit (1 − 0.020 = 0.98); measured 0.970, then 0.976 without the last
@@ -99,9 +100,34 @@ def test_choice_never_takes_a_slower_group_and_verifies_the_whole():
     assert chosen == ["fast_cheap"]
     assert [round(h["agreement"], 4) for h in history] == [0.97, 0.976, 0.9985]
     assert history[0]["predicted"] == pytest.approx(0.98)
-    why = decisions(rows, chosen, 0.98)
+    why = decisions(rows, chosen, 0.98, history)
     assert why["slower"].startswith("float: not faster")
     assert why["fast_cheap"] == "int8"
+    assert why["small"] == "float: with it the measured agreement was 0.9700 < 0.98"
+    assert final_agreement(history, chosen) == pytest.approx(0.9985)
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_add_back_keeps_the_groups_the_summed_costs_left_out_when_measured_good(jobs):
+    """Errors of different groups partly cancel (here a set loses half its summed cost): the
+    prediction stops at e + a, the add-back measures b, c and d with them, keeps b and c and
+    leaves d float; in chains of `jobs` candidates the same groups end INT8."""
+    rows = {"a": {"gain_ms": 10.0, "cost": 0.01}, "b": {"gain_ms": 8.0, "cost": 0.01},
+            "c": {"gain_ms": 6.0, "cost": 0.01}, "d": {"gain_ms": 1.0, "cost": 0.03},
+            "e": {"gain_ms": 3.0, "cost": 0.001}, "slower": {"gain_ms": -2.0, "cost": 0.0}}
+
+    def measure(sets):
+        return [1.0 - 0.5 * sum(rows[g]["cost"] for g in groups) for groups in sets]
+
+    chosen, history = choose(rows, 0.98, measure, jobs)
+    assert rank(rows) == ["e", "a", "b", "c", "d"]
+    assert history[0]["step"] == "verify" and sorted(history[0]["groups"]) == ["a", "e"]
+    assert sorted(chosen) == ["a", "b", "c", "e"]
+    assert final_agreement(history, chosen) == pytest.approx(1.0 - 0.5 * 0.031)
+    assert all(h["agreement"] >= 0.98 or h["groups"][-1] == "d" for h in history)
+    why = decisions(rows, chosen, 0.98, history)
+    assert why["d"].startswith("float: with it the measured agreement was 0.96")
+    assert why["c"] == "int8" and why["slower"].startswith("float: not faster")
 
 
 @pytest.fixture

@@ -216,3 +216,82 @@ def test_tensorrt_target_runs_integer_matmuls_in_a_default_onnxruntime_session(t
     assert not [n.name for n in optimized.graph.node if n.op_type == "Gemm"
                 and any(opt.producer.get(i) is not None
                         and opt.producer[i].op_type == "DequantizeLinear" for i in n.input)]
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_tensorrt_target_has_no_float_gemm_on_dequantized_inputs_in_onnxruntime(tiny_qdq, part,
+                                                                               tmp_path):
+    """Every Q/DQ pair owns its scale and zero point, so onnxruntime's common-subexpression pass
+    cannot merge the Qs of layers reading one tensor (the decoder's q/k/v projections) into a Q
+    with several DQs, which its INT8→UINT8 conversion skips: every Q/DQ MatMul becomes an
+    integer kernel in a default session, and TensorRT reads the same values."""
+    import onnxruntime as ort
+
+    path = tiny_qdq["tensorrt"] / f"{part}.onnx"
+    model = onnx.load(str(path))
+    g = Graph(model)
+    pairs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"
+             and not g.is_constant(n.input[0])]
+    params = [name for n in pairs for name in n.input[1:]]
+    assert pairs and len(params) == len(set(params))
+    for q in pairs:
+        (dq,) = g.consumers[q.output[0]]
+        assert list(dq.input[1:]) == list(q.input[1:])
+    assert lint_qdq(model).errors == []
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(options.optimized_model_filepath)
+    opt = Graph(optimized)
+    float_gemms = [n.name for n in optimized.graph.node
+                   if n.op_type in ("MatMul", "Gemm", "FusedMatMul", "FusedGemm")
+                   and any(opt.producer.get(i) is not None
+                           and opt.producer[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert float_gemms == []
+    assert [n.op_type for n in optimized.graph.node].count("MatMulIntegerToFloat") >= 4
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_attention_exports_with_the_query_pre_scaled(tiny_calibrated, tmp_path, part):
+    """TensorRT's fused attention wants (q·s)·Kᵀ: every attention exports with a Mul by
+    1/√d before the query's Q/DQ and no scaling between BMM1 and the softmax; the predictor
+    has no pre-scaling note; the query quantizers' scales are restored after the export, and
+    the teacher-forced parity (checked by the export) held."""
+    from dataclasses import replace
+
+    from trtq.calib.modules import quantizers
+    from trtq.calib.state_dir import load_calibrated
+    from trtq.export.onnx_fp32 import ExportSpec
+    from trtq.export.onnx_qdq import export_quantized
+    from trtq.export.trt_predict import predict
+    from trtq.models import load_model
+    from trtq.models.layers import PrescaledQueryExport
+
+    model = load_model("tiny_litemedsam")
+    recipe, record = load_calibrated(model, "tiny_litemedsam", tiny_calibrated, "tensorrt")
+    before = {name: q.scale.clone() for name, q in quantizers(model) if q.scale is not None}
+    spec = replace(ExportSpec("tiny_litemedsam"), calibration_id=record["calibration_id"])
+    export_quantized(model, recipe, spec, tmp_path, "tensorrt")
+    after = {name: q.scale for name, q in quantizers(model) if q.scale is not None}
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    prefix = "image_encoder." if part == "encoder" else "mask_decoder."
+    attentions = [m for name, m in model.named_modules()
+                  if isinstance(m, PrescaledQueryExport) and name.startswith(prefix)]
+    assert attentions and not any(m.prescale_query for m in attentions)
+
+    graph = _load(tmp_path, part)
+    g = Graph(graph)
+    blocks = predict(graph).attention
+    assert len(blocks) == len(attentions)
+    scales = sorted({round(m.query_factor, 6) for m in attentions})
+    for block in blocks:
+        assert not any("pre-scaled" in note for note in block.notes), block
+        bmm1 = next(n for n in graph.graph.node if n.name == block.bmm1)
+        dq = g.producer[bmm1.input[0]]
+        q = g.producer[dq.input[0]]
+        mul = g.producer[q.input[0]]
+        assert (dq.op_type, q.op_type, mul.op_type) == ("DequantizeLinear", "QuantizeLinear",
+                                                      "Mul")
+        factor = next(g.constant(i) for i in mul.input if g.is_constant(i))
+        assert round(float(factor), 6) in scales

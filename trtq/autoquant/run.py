@@ -8,7 +8,8 @@
    and INT8 engines (`trtexec --exportProfile`, as `trtq deploy` brings them back).
 3. Cost per group (`trtq.autoquant.costs`): agreement with FP32 with only that group quantized,
    in parallel processes.
-4. Choice (`trtq.autoquant.select`), verified as a whole on the held-out images.
+4. Choice (`trtq.autoquant.select`), verified as a whole on the held-out images, then the
+   groups the additive prediction left out tried again one by one (measured add-back).
 5. OUT: a calibration folder holding only the chosen groups' quantizers (so `trtq export
    --calibrated OUT` works), OUT/autoquant.json (per group: cost, gain, decision) and
    OUT/recipe.json, which `trtq calibrate --recipe OUT/recipe.json` accepts.
@@ -26,7 +27,7 @@ from pathlib import Path
 from trtq.autoquant.costs import AgreementPool, CostSetup, HeldOut, fp32_reference, threads_per_job
 from trtq.autoquant.gains import gains, ort_profiles, read_trtexec_profile
 from trtq.autoquant.groups import OTHER, quantizer_groups
-from trtq.autoquant.select import choose, decisions
+from trtq.autoquant.select import choose, decisions, final_agreement
 from trtq.errors import DataError, TrtqError
 
 log = logging.getLogger("trtq.autoquant")
@@ -135,9 +136,10 @@ def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor
         candidates = {g: rows[g] for g in names}
         chosen, history = choose(
             candidates, floor,
-            lambda gs: pool.agreements([sum((groups[g] for g in gs), [])])[0])
+            lambda sets: pool.agreements([sum((groups[g] for g in gs), []) for gs in sets]),
+            pool.jobs)
     return {"rows": rows, "chosen": chosen, "history": history,
-            "decisions": decisions(candidates, chosen, floor),
+            "decisions": decisions(candidates, chosen, floor, history),
             "all_groups_agreement": alone[-1]}
 
 
@@ -209,7 +211,7 @@ def report_dict(decided: dict, backend: str, floor: float, held_out) -> dict:
             "decision": decided["decisions"].get(
                 group, "unattributed time" if group == OTHER else "float")}
         table.append(entry)
-    measured = history[-1]["agreement"] if history else 1.0
+    measured = final_agreement(history, chosen) if chosen else 1.0
     baseline = sum(r["baseline_ms"] for r in rows.values())
     saved = sum(rows[g]["gain_ms"] for g in chosen)
     summary = {"backend": backend, "min_agreement": floor,

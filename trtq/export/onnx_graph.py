@@ -48,9 +48,29 @@ def attribute(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def static_shapes(model: onnx.ModelProto, unknown: int = 1) -> dict[str, tuple[int, ...]]:
-    """Shapes of every tensor after ONNX shape inference; symbolic dims count as `unknown`."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+def static_shapes(model: onnx.ModelProto, unknown: int = 1,
+                  data_prop: bool = False) -> dict[str, tuple[int, ...]]:
+    """Shapes of every tensor after ONNX shape inference; symbolic dims count as `unknown`.
+    `data_prop` also propagates computed shapes (Shape → Gather → Concat → Reshape)."""
+    return _shapes(onnx.shape_inference.infer_shapes(model, data_prop=data_prop), unknown)
+
+
+def resolved_shapes(model: onnx.ModelProto, unknown: int = 1) -> dict[str, tuple[int, ...]]:
+    """Like `static_shapes`, through onnxruntime's symbolic shape inference, which also follows
+    shapes computed at run time (the heads of an attention reshaped with Shape → Gather →
+    Concat); onnx's inference with data propagation where the symbolic one fails."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # noqa: BLE001 - e.g. custom ops it cannot type; fall back
+        inferred = None
+    if inferred is None:
+        return static_shapes(model, unknown, data_prop=True)
+    return _shapes(inferred, unknown)
+
+
+def _shapes(inferred: onnx.ModelProto, unknown: int) -> dict[str, tuple[int, ...]]:
     shapes = {}
     values = list(inferred.graph.value_info) + list(inferred.graph.input) + \
         list(inferred.graph.output)
@@ -60,6 +80,6 @@ def static_shapes(model: onnx.ModelProto, unknown: int = 1) -> dict[str, tuple[i
             continue
         shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else unknown
                                    for d in ttype.shape.dim)
-    for init in model.graph.initializer:
+    for init in inferred.graph.initializer:
         shapes[init.name] = tuple(init.dims)
     return shapes

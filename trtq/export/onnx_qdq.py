@@ -56,7 +56,10 @@ def export_mode(model, logquant: str = "onnx"):
         for q in qs:
             q.export_mode, q.logquant_form = False, "onnx"
         for module in lowered:
-            module.export_bias = None
+            if hasattr(module, "finish_export"):
+                module.finish_export()
+            else:
+                module.export_bias = None
 
 
 def count_logquant(model: onnx.ModelProto) -> int:

@@ -16,7 +16,14 @@ torch writes every fake-quantized weight as `W → QuantizeLinear → Dequantize
   the same broadcast Add. onnxruntime's MatMulAddFusion turns a MatMul + 1-D bias Add into a
   float Gemm before its Q/DQ fusions run, leaving the integer kernel unused (measured: the
   TensorRT-target LiteMedSAM encoder at 0.80x FP32 in a default session); a full-rank bias is
-  not fused, so the MatMul becomes MatMulIntegerToFloat in any onnxruntime session.
+  not fused, so the MatMul becomes MatMulIntegerToFloat in any onnxruntime session;
+* gives each activation Q/DQ pair its own scale and zero-point initializers. torch shares one
+  constant among every quantizer with the same value, so onnxruntime's common-subexpression pass
+  merges the Q nodes of layers that read the same tensor (a decoder attention's q/k/v
+  projections) into one Q feeding several DQs; its INT8→UINT8 activation conversion only
+  handles a Q with one DQ, and on CPUs without INT8×INT8 kernels those MatMuls then stay float
+  (measured: the TensorRT-target LiteMedSAM decoder ran 18 of 47 Q/DQ MatMuls in float, 1.06x
+  FP32; with unshared constants all fuse, 1.24x). TensorRT reads the same values either way.
 """
 
 from __future__ import annotations
@@ -105,9 +112,48 @@ def rewrite_weights(model: onnx.ModelProto, target: str) -> int:
             _set_initializer(model, new_name, (codes * s).astype(np.float32))
             q.input[0] = new_name
         count += 1
+    unshare_activation_qparams(model)
     _drop_unused_initializers(model)
     full_rank_biases(model)
     return count
+
+
+def unshare_activation_qparams(model: onnx.ModelProto) -> int:
+    """Give every activation Q → DQ pair private copies of its scale and zero point (see the
+    module docstring); returns how many pairs were given copies."""
+    g = Graph(model)
+    count = 0
+    for q in [n for n in model.graph.node if n.op_type == "QuantizeLinear"]:
+        if g.is_constant(q.input[0]):
+            continue
+        dqs = g.consumers.get(q.output[0], [])
+        if len(dqs) != 1 or dqs[0].op_type != "DequantizeLinear":
+            continue
+        dq = dqs[0]
+        if list(dq.input[1:]) != list(q.input[1:3]):
+            continue
+        shared = [name for name in q.input[1:3]
+                  if name and len({id(n) for n in g.consumers[name]} - {id(q), id(dq)}) > 0]
+        if not shared:
+            continue
+        for position, name in enumerate(q.input[1:3], start=1):
+            if not name:
+                continue
+            private = f"{q.output[0]}_{'scale' if position == 1 else 'zero_point'}"
+            _set_initializer(model, private, np.asarray(g.constant(name)))
+            q.input[position] = private
+            dq.input[position] = private
+        count += 1
+    _drop_unused_constants(model)
+    return count
+
+
+def _drop_unused_constants(model: onnx.ModelProto) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    for node in [n for n in model.graph.node if n.op_type == "Constant"]:
+        if node.output[0] not in used:
+            model.graph.node.remove(node)
 
 
 def full_rank_biases(model: onnx.ModelProto) -> int:

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 
 import onnx
 
-from trtq.export.onnx_graph import Graph, static_shapes
+from trtq.export.onnx_graph import Graph, resolved_shapes
 from trtq.export.qdq_lint import MAC_OPS, node_macs
 
 Q, DQ = "QuantizeLinear", "DequantizeLinear"
@@ -178,9 +178,12 @@ def _from_dq(g: _Graph, name: str) -> bool:
 
 
 def _users(g: _Graph, name: str) -> list[onnx.NodeProto]:
-    """Consumers of `name`, looking through commuting ops."""
+    """Consumers of `name`, looking through commuting ops; Shape nodes read no data (TensorRT
+    computes shapes apart) and are not consumers here."""
     found = []
     for user in g.consumers.get(name, []):
+        if user.op_type in ("Shape", "Size"):
+            continue
         if user.op_type in COMMUTING_OPS and user.input[0] == name:
             found += _users(g, user.output[0])
         else:
@@ -409,7 +412,8 @@ def _bmm2(g: _Graph, name: str) -> tuple[onnx.NodeProto | None, list[onnx.NodePr
 
 
 def _dim(shape: tuple[int, ...] | None, axis: int) -> int | None:
-    return shape[axis] if shape is not None and len(shape) >= 2 else None
+    """A known dimension, else None (`predict` infers unknown dimensions as 0)."""
+    return shape[axis] or None if shape is not None and len(shape) >= 2 else None
 
 
 def _tokens(n: int | None, which: str) -> str:
@@ -476,10 +480,11 @@ def predict(model: onnx.ModelProto, float_layers: set[str] | frozenset[str] = fr
     """TensorRT's predicted execution of `model`; `float_layers`: names of nodes the build
     pins to FP32 (e.g. `trtq.engines.float_plan`'s), predicted `float-forced`."""
     g = _Graph(model)
-    shapes = static_shapes(model)
+    shapes = resolved_shapes(model, unknown=0)
+    mac_shapes = {name: tuple(d or 1 for d in shape) for name, shape in shapes.items()}
     macs = [n for n in model.graph.node if n.op_type in MAC_OPS]
     owners = _add_owners(g, macs)
-    layers = {_name(n): _layer(g, n, owners, float_layers, shapes) for n in macs}
+    layers = {_name(n): _layer(g, n, owners, float_layers, mac_shapes) for n in macs}
     attention, absorbed = _attention(g, shapes)
     standalone = [s for s in _standalone(g, layers) if s.node not in absorbed]
     return Prediction([layer for layer, _ in layers.values()], standalone, attention)

@@ -19,6 +19,51 @@ class MatMul(nn.Module):
         return torch.matmul(a, b)
 
 
+class PrescaledQueryExport:
+    """For attentions that scale q·Kᵀ by a constant after the product (`scale_scores`): the
+    Q/DQ export writes (q·f)·Kᵀ instead, f = `query_factor`, the query pre-scaled as TensorRT's
+    fused attention wants it (TENSORRT.md §1.6), and one multiply over the query instead of one
+    over the whole attention matrix. The query's quantizer (`qk_matmul.input_quantizer`, when
+    calibration put one there) then sees q·f, so its scales are multiplied by f while exporting
+    and restored afterwards: the same codes, up to float rounding. Log2 and twin query
+    quantizers are not scale-linear and keep the plain form. `trtq.export.onnx_qdq.export_mode`
+    calls `prepare_export` and `finish_export`."""
+
+    prescale_query = False
+    _saved_query_qparams = None
+
+    @property
+    def query_factor(self) -> float:
+        raise NotImplementedError
+
+    def scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def attention_scores(self, q: torch.Tensor, k_t: torch.Tensor) -> torch.Tensor:
+        if self.prescale_query:
+            return self.qk_matmul(q * self.query_factor, k_t)
+        return self.scale_scores(self.qk_matmul(q, k_t))
+
+    def prepare_export(self) -> None:
+        quantizer = getattr(self.qk_matmul, "input_quantizer", None)
+        if quantizer is not None and quantizer.spec is not None \
+                and (quantizer.is_log2 or quantizer.is_twin):
+            return
+        if quantizer is not None and quantizer.scale is not None:
+            f = self.query_factor
+            self._saved_query_qparams = (quantizer.scale, quantizer.alt)
+            quantizer.scale = quantizer.scale * f
+            if quantizer.alt is not None:
+                quantizer.alt = {**quantizer.alt, "scale": quantizer.alt["scale"] * f}
+        self.prescale_query = True
+
+    def finish_export(self) -> None:
+        if self._saved_query_qparams is not None:
+            quantizer = self.qk_matmul.input_quantizer
+            quantizer.scale, quantizer.alt = self._saved_query_qparams
+        self._saved_query_qparams, self.prescale_query = None, False
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of an NCHW tensor.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trtq.models.layers import ConvBN, LayerNorm2d, MatMul
+from trtq.models.layers import ConvBN, LayerNorm2d, MatMul, PrescaledQueryExport
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _bias_index(window: int) -> tuple[torch.Tensor, int]:
     return torch.tensor(index, dtype=torch.long).view(len(points), len(points)), len(offsets)
 
 
-class TinyViTAttention(nn.Module):
+class TinyViTAttention(PrescaledQueryExport, nn.Module):
     def __init__(self, dim: int, num_heads: int, window: int) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -125,6 +125,13 @@ class TinyViTAttention(nn.Module):
         self.softmax = nn.Softmax(dim=-1)
         self.av_matmul = MatMul()
 
+    @property
+    def query_factor(self) -> float:
+        return self.scale
+
+    def scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores * self.scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         x = self.norm(x)
@@ -132,7 +139,7 @@ class TinyViTAttention(nn.Module):
         q, k, v = qkv.split([self.key_dim, self.key_dim, self.key_dim], dim=3)
         q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3)
         bias = self.attention_biases[:, self.attention_bias_idxs]
-        attn = self.qk_matmul(q, k.transpose(-2, -1)) * self.scale + bias
+        attn = self.attention_scores(q, k.transpose(-2, -1)) + bias
         attn = self.softmax(attn)
         x = self.av_matmul(attn, v).transpose(1, 2).reshape(b, n, -1)
         return self.proj(x)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from trtq.models.layers import MatMul, MLPBlock
+from trtq.models.layers import MatMul, MLPBlock, PrescaledQueryExport
 
 
-class DecoderAttention(nn.Module):
+class DecoderAttention(PrescaledQueryExport, nn.Module):
     """Multi-head attention with separate q/k/v projections and an optional inner downscale.
 
     In the token-to-image attentions, K has shape (prompts, image tokens, internal_dim): this is
@@ -33,6 +33,13 @@ class DecoderAttention(nn.Module):
         self.softmax = nn.Softmax(dim=-1)
         self.av_matmul = MatMul()
 
+    @property
+    def query_factor(self) -> float:
+        return 1.0 / self.head_scale
+
+    def scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores / self.head_scale
+
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
@@ -41,7 +48,7 @@ class DecoderAttention(nn.Module):
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
         v = self._heads(self.v_proj(v))
-        attn = self.qk_matmul(q, k.permute(0, 1, 3, 2)) / self.head_scale
+        attn = self.attention_scores(q, k.permute(0, 1, 3, 2))
         attn = self.softmax(attn)
         out = self.av_matmul(attn, v)
         b, h, n, c = out.shape

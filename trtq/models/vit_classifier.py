@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trtq.models.classifier_preprocess import ClassifierPreprocess
-from trtq.models.layers import MatMul
+from trtq.models.layers import MatMul, PrescaledQueryExport
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ViTConfig:
                                     self.interpolation)
 
 
-class Attention(nn.Module):
+class Attention(PrescaledQueryExport, nn.Module):
     def __init__(self, dim: int, heads: int, qkv_bias: bool) -> None:
         super().__init__()
         self.num_heads, self.scale = heads, (dim // heads) ** -0.5
@@ -65,11 +65,18 @@ class Attention(nn.Module):
         self.av_matmul = MatMul()
         self.proj = nn.Linear(dim, dim)
 
+    @property
+    def query_factor(self) -> float:
+        return self.scale
+
+    def scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores * self.scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        attn = self.softmax(self.qk_matmul(q, k.transpose(-2, -1)) * self.scale)
+        attn = self.softmax(self.attention_scores(q, k.transpose(-2, -1)))
         return self.proj(self.av_matmul(attn, v).transpose(1, 2).reshape(b, n, c))
 
 
