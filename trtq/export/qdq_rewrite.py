@@ -17,13 +17,16 @@ torch writes every fake-quantized weight as `W → QuantizeLinear → Dequantize
   float Gemm before its Q/DQ fusions run, leaving the integer kernel unused (measured: the
   TensorRT-target LiteMedSAM encoder at 0.80x FP32 in a default session); a full-rank bias is
   not fused, so the MatMul becomes MatMulIntegerToFloat in any onnxruntime session;
-* gives each activation Q/DQ pair its own scale and zero-point initializers. torch shares one
+* for the TensorRT target (INT8 activations), gives each activation Q/DQ pair its own scale
+  and zero-point initializers. torch shares one
   constant among every quantizer with the same value, so onnxruntime's common-subexpression pass
   merges the Q nodes of layers that read the same tensor (a decoder attention's q/k/v
   projections) into one Q feeding several DQs; its INT8→UINT8 activation conversion only
   handles a Q with one DQ, and on CPUs without INT8×INT8 kernels those MatMuls then stay float
   (measured: the TensorRT-target LiteMedSAM decoder ran 18 of 47 Q/DQ MatMuls in float, 1.06x
   FP32; with unshared constants all fuse, 1.24x). TensorRT reads the same values either way.
+  The onnxruntime target's activations are UINT8 already: there the merged Q is one Q less
+  (unshared, its decoder ran 8 more QuantizeLinear nodes and measured slower).
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def rewrite_weights(model: onnx.ModelProto, target: str) -> int:
             _set_initializer(model, new_name, (codes * s).astype(np.float32))
             q.input[0] = new_name
         count += 1
-    unshare_activation_qparams(model)
+    if target == "tensorrt":
+        unshare_activation_qparams(model)
     _drop_unused_initializers(model)
     full_rank_biases(model)
     return count
