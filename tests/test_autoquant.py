@@ -223,3 +223,14 @@ def test_autoquant_refuses_bad_setups(calib_split, tmp_path):
     assert main([*base, "--min-agreement", "0.9", "--backend", "tensorrt", "--profile-dir",
                  str(tmp_path)]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_add_back_can_be_turned_off():
+    rows = {"a": {"gain_ms": 10.0, "cost": 0.015}, "b": {"gain_ms": 8.0, "cost": 0.015}}
+
+    def measure(sets):
+        return [1.0 - 0.5 * sum(rows[g]["cost"] for g in groups) for groups in sets]
+
+    assert choose(rows, 0.98, measure, 2)[0] == ["a", "b"]
+    chosen, history = choose(rows, 0.98, measure, 2, add_back=False)
+    assert chosen == ["a"] and [h["step"] for h in history] == ["verify"]

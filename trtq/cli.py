@@ -318,6 +318,9 @@ def _add_autoquant(sub) -> None:
     p.add_argument("--jobs", type=POSITIVE, default=2,
                    help="parallel processes for the per-group measurements (default: "
                    "%(default)s)")
+    p.add_argument("--no-add-back", dest="add_back", action="store_false",
+                   help="skip the measured add-back of the groups the summed costs left out "
+                   "(it needs enough held-out images: with 4 it fitted their noise)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _force_arg(p)
 

@@ -92,7 +92,9 @@ def autoquant_stage(cfg, out: Path, provenance: dict, calibrated: Path, calib_pa
     images = ImageSet(tuple(str(p) for p in calib_paths))
     setup = CostSetup(cfg.model, provenance["checkpoint"], str(calibrated), "onnxruntime",
                       images, threads_per_job(2))
-    decided = decide(setup, groups, profiles, cfg.min_agreement, jobs=2)
+    # no add-back: on the run's 4 calibration photos it fitted their noise (0.955 on them,
+    # 0.893 on the held-out photos; experiments/results/trtq-run-litemedsam-add-back.json)
+    decided = decide(setup, groups, profiles, cfg.min_agreement, jobs=2, add_back=False)
     final = restrict(model, recipe, groups, decided["chosen"],
                      f"onnxruntime, agreement >= {cfg.min_agreement} on the calibration images")
     folder = out / "calibrated-autoquant"

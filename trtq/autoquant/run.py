@@ -52,6 +52,7 @@ class AutoquantConfig:
     # tensorrt: {part: (FP16 profile, INT8 profile)}
     profiles: dict[str, tuple[str, str]] = field(default_factory=dict)
     profile_runs: int = 5
+    add_back: bool = True  # select.py rule 4
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -118,7 +119,7 @@ def _calibrate(cfg, recipe, provenance: dict, folder: Path) -> None:
 
 
 def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor: float,
-           jobs: int) -> dict:
+           jobs: int, add_back: bool = True) -> dict:
     """Gains from `profiles` ({"baseline"/"int8": {part: {node: ms}}}), costs measured with
     `setup`, the choice and its verification: {"rows", "chosen", "history", "decisions",
     "all_groups_agreement"}."""
@@ -127,7 +128,7 @@ def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor
     names = list(groups)
     with AgreementPool(setup, reference, jobs) as pool:
         log.info("measuring %d groups' agreement with FP32 in %d processes", len(names),
-                 pool.jobs)
+                 pool.jobs, add_back)
         alone = pool.agreements([groups[g] for g in names] + [sum(groups.values(), [])])
         for group, agreement in zip(names, alone, strict=False):
             rows.setdefault(group, {"baseline_ms": 0.0, "int8_ms": 0.0, "gain_ms": 0.0})
@@ -186,7 +187,7 @@ def autoquant(cfg: AutoquantConfig) -> dict:
             profiles = _profile_onnxruntime(cfg, work, work / "full", provenance)
         setup = CostSetup(cfg.model, provenance["checkpoint"], str(work / "full"), cfg.target,
                           held_out, threads_per_job(cfg.jobs))
-        decided = decide(setup, groups, profiles, cfg.min_agreement, cfg.jobs)
+        decided = decide(setup, groups, profiles, cfg.min_agreement, cfg.jobs, cfg.add_back)
         final = restrict(model, recipe, groups, decided["chosen"],
                          f"{cfg.backend}, agreement >= {cfg.min_agreement}")
         report = report_dict(decided, cfg.backend, cfg.min_agreement, held_out)

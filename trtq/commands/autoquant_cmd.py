@@ -45,7 +45,8 @@ def run(args) -> int:
                           min_agreement=args.min_agreement, backend=args.backend,
                           recipe=args.recipe, num_images=args.num_images,
                           held_out=args.held_out, jobs=args.jobs,
-                          profiles=profiles_from_args(args), force=args.force)
+                          profiles=profiles_from_args(args), add_back=args.add_back,
+                          force=args.force)
     report = autoquant(cfg)
     s = report["summary"]
     width = max(len(r["group"]) for r in report["groups"])
