@@ -92,7 +92,7 @@ LAYERS = {
     "staging": 2, "models": 2,
     "calib": 3,
     "plugins": 4, "export": 4,
-    "engines": 5,
+    "engines": 5, "api": 5,
     "eval": 6, "bench": 6,
     "pipeline_report": 7, "pipeline_int8": 7, "deploy": 7, "autoquant": 7,
     "pipeline": 8,
@@ -112,11 +112,27 @@ def test_every_part_has_a_layer():
     assert {_part(m) for m in _whole_package()} <= set(LAYERS)
 
 
+# The package root exposes the Python API (`trtq.quantize`, ...) by a lazy module __getattr__:
+# `import trtq` stays cheap and imports nothing above layer 0.
+FACADE = {("trtq", "trtq.api")}
+
+
 def test_no_module_imports_a_later_stage():
     upward = sorted(f"{module} → {target}" for module, targets in _whole_package().items()
                     for target in targets
-                    if LAYERS[_part(target)] > LAYERS[_part(module)])
+                    if LAYERS[_part(target)] > LAYERS[_part(module)]
+                    and (module, target) not in FACADE)
     assert upward == []
+
+
+def test_importing_trtq_does_not_import_the_api():
+    import subprocess
+    import sys
+
+    code = "import sys, trtq; print('trtq.api' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
 
 
 def test_the_package_has_no_import_cycle():

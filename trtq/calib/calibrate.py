@@ -130,7 +130,10 @@ def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable
         seen = forward_loop(model)
     if seen == 0:
         raise CalibrationError("no calibration images were given")
-    unseen = [name for name, q in streamed if not q.finish_calibration()]
+    # quantizers created during the pass (function-call attention, `trtq.calib.functional`)
+    known = {id(q) for _, q in streamed}
+    late = [(n, q) for n, q in quantizers(model) if q.calibrating and id(q) not in known]
+    unseen = [name for name, q in streamed + late if not q.finish_calibration()]
     with torch.no_grad():
         for _name, owner in weight_owners(model):
             spec = owner.weight_quantizer.spec

@@ -12,6 +12,7 @@ of an attention matmul (`torch.matmul(input, other)`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import torch
@@ -21,16 +22,38 @@ from torch import nn
 from trtq.calib.quantizer import TensorQuantizer
 from trtq.models.layers import ConvBN, MatMul
 
+log = logging.getLogger("trtq.calib")
+
 _REGISTRY: dict[type[nn.Module], type[nn.Module]] = {}
 
 
 def register_quant_module(original: type[nn.Module], quantized: type[nn.Module]) -> None:
-    """Quantize every `original` (exact type) by converting it with `quantized.convert`."""
+    """Quantize every `original`, and every subclass of it that keeps its `forward`, by
+    converting it with `quantized.convert`."""
     _REGISTRY[original] = quantized
 
 
 def registered() -> dict[type[nn.Module], type[nn.Module]]:
     return dict(_REGISTRY)
+
+
+def twin_for(module: nn.Module) -> type[nn.Module] | None:
+    """The quantized twin that replaces `module`, or None: the twin of its nearest registered
+    base class, provided the module computes what that base computes (a subclass that overrides
+    `forward` is left alone and logged). Twins themselves are never converted again."""
+    if isinstance(module, tuple(_REGISTRY.values())):
+        return None
+    for base in type(module).__mro__:
+        twin = _REGISTRY.get(base)
+        if twin is None:
+            continue
+        if getattr(type(module), "forward", None) is not getattr(base, "forward", None):
+            log.warning("%s subclasses %s but overrides forward(): not quantized (register a "
+                        "twin with trtq.calib.register_quant_module)", type(module).__name__,
+                        base.__name__)
+            return None
+        return twin
+    return None
 
 
 class QuantLinear(nn.Linear):
@@ -149,7 +172,7 @@ def install_quant_modules(model: nn.Module) -> int:
     """Replace registered modules in place (outermost first); returns how many were replaced."""
     count = 0
     for name, child in list(model.named_children()):
-        twin = _REGISTRY.get(type(child))
+        twin = twin_for(child)
         if twin is not None:
             setattr(model, name, twin.convert(child))
             count += 1
@@ -171,7 +194,11 @@ def logquant_params(model: nn.Module) -> dict[str, dict]:
 
 
 def weight_owners(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Modules with a `weight_quantizer` and a `quant_weight()` (the tensor it quantizes)."""
+    """Modules with a `weight_quantizer` and a `quant_weight()` (the tensor it quantizes), and
+    the views a module lists in `weight_views()` (weights it keeps packed, e.g. the q/k/v
+    projections of `nn.MultiheadAttention`)."""
     for name, module in model.named_modules():
         if hasattr(module, "weight_quantizer") and hasattr(module, "quant_weight"):
             yield name, module
+        for sub, view in getattr(module, "weight_views", list)():
+            yield f"{name}.{sub}" if name else sub, view
