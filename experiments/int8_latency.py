@@ -52,35 +52,18 @@ def unfused_qdq(path: Path, disabled: list[str]) -> dict:
                 and any(i in dequantized for i in n.input))}
 
 
-def op_profile(path: Path, shapes: dict, disabled: list[str], runs: int = 3) -> dict:
-    """Kernel milliseconds per op type (mean of `runs` runs, largest first) and the Transpose
-    time on float vs 8-bit tensors, from onnxruntime's node profile."""
-    import json
+def op_profile(path: Path, feeds: dict, disabled: list[str], runs: int = 3) -> dict:
+    """Kernel milliseconds per op type (mean of `runs` runs after one warm-up, largest first)
+    and the Transpose time on float vs 8-bit tensors, from onnxruntime's node profile."""
+    from trtq.autoquant.gains import ort_node_profile
 
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=disabled)
-        feeds = make_feeds(session, shapes)
-        session.run(None, feeds)
-        for _ in range(runs):
-            session.run(None, feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
+    nodes = ort_node_profile(path, feeds, runs, warmup=1, disabled_optimizers=tuple(disabled))
     per_op: dict[str, float] = {}
     transpose = {"float": 0.0, "8-bit": 0.0}
-    timed = [e for e in events if e.get("cat") == "Node"
-             and e.get("name", "").endswith("_kernel_time")]
-    skip = len(timed) // (runs + 1)  # the first run warms up
-    for event in timed[skip:]:
-        op, ms = event["args"]["op_name"], event["dur"] / 1000.0 / runs
-        per_op[op] = per_op.get(op, 0.0) + ms
-        if op == "Transpose":
-            types = event["args"].get("input_type_shape") or [{}]
-            transpose["float" if "float" in types[0] else "8-bit"] += ms
+    for row in nodes.values():
+        per_op[row["op"]] = per_op.get(row["op"], 0.0) + row["ms"]
+        if row["op"] == "Transpose":
+            transpose["float" if "float" in row["input_types"][:1] else "8-bit"] += row["ms"]
     ordered = dict(sorted(per_op.items(), key=lambda kv: -kv[1]))
     return {"kernel_ms_by_op": {k: round(v, 2) for k, v in ordered.items()},
             "kernel_ms": round(sum(per_op.values()), 2),
@@ -127,7 +110,7 @@ def main() -> None:
         result["parts"][part] = {
             k: {**summarize(v), "speedup_vs_first": base / statistics.median(v),
                 **unfused_qdq(Path(variants[k]) / f"{part}.onnx", disabled),
-                "profile": op_profile(Path(variants[k]) / f"{part}.onnx", shapes, disabled)}
+                "profile": op_profile(Path(variants[k]) / f"{part}.onnx", feeds[k], disabled)}
             for k, v in samples.items()}
     save_results(args.out, result, block)
     for part, rows in result["parts"].items():

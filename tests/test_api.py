@@ -46,12 +46,8 @@ class SdpaBlock(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class MatmulBlock(nn.Module):
-    """Attention written with @ and torch.matmul."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+class MatmulBlock(SdpaBlock):
+    """The same attention written with @ and torch.matmul."""
 
     def forward(self, x):
         b, n, c = x.shape

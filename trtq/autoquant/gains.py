@@ -30,10 +30,11 @@ log = logging.getLogger("trtq.autoquant")
 PARTS = ("encoder", "decoder")
 
 
-def ort_node_times(path: str | os.PathLike, feeds: dict, runs: int = 5,
-                   warmup: int = 2) -> dict[str, float]:
-    """{node name: mean kernel milliseconds per run} from onnxruntime's profiler, in a session
-    with default options (one-thread settings and the like are onnxruntime's own)."""
+def ort_node_profile(path: str | os.PathLike, feeds: dict, runs: int = 5, warmup: int = 2,
+                     disabled_optimizers: tuple[str, ...] = ()) -> dict[str, dict]:
+    """{node name: {"op", "input_types", "ms"}} from onnxruntime's profiler: the node's op type,
+    its inputs' element types and its mean kernel milliseconds over the last `runs` runs, in a
+    session with default options (one-thread settings and the like are onnxruntime's own)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -41,17 +42,32 @@ def ort_node_times(path: str | os.PathLike, feeds: dict, runs: int = 5,
     with tempfile.TemporaryDirectory() as tmp:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=list(disabled_optimizers))
         for _ in range(warmup + runs):
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
     # the profile covers every run; keep the last `runs` runs of each node
     per_node: dict[str, list[float]] = defaultdict(list)
+    info: dict[str, dict] = {}
     for event in events:
         name = event.get("name", "")
         if event.get("cat") == "Node" and name.endswith("_kernel_time"):
-            per_node[name[:-len("_kernel_time")]].append(event["dur"] / 1000.0)
-    return {node: sum(times[-runs:]) / len(times[-runs:]) for node, times in per_node.items()}
+            node = name[:-len("_kernel_time")]
+            per_node[node].append(event["dur"] / 1000.0)
+            args = event.get("args", {})
+            info[node] = {"op": args.get("op_name", ""),
+                          "input_types": [t for shape in args.get("input_type_shape", [])
+                                          for t in shape]}
+    return {node: {**info[node], "ms": sum(times[-runs:]) / len(times[-runs:])}
+            for node, times in per_node.items()}
+
+
+def ort_node_times(path: str | os.PathLike, feeds: dict, runs: int = 5,
+                   warmup: int = 2) -> dict[str, float]:
+    """{node name: mean kernel milliseconds per run} (`ort_node_profile`)."""
+    return {node: row["ms"] for node, row in
+            ort_node_profile(path, feeds, runs, warmup).items()}
 
 
 def ort_profiles(fp32_dir: str | os.PathLike, int8_dir: str | os.PathLike,

@@ -30,7 +30,6 @@ log = logging.getLogger("trtq.calib")
 MATMULS = frozenset({torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm,
                      torch.Tensor.bmm})
 SDPA = F.scaled_dot_product_attention
-_NOT_OWNERS: tuple[type, ...] | None = None
 
 
 class FunctionalSDPA(nn.Module):
@@ -92,6 +91,7 @@ class FunctionalQuantizer:
         self.counts: dict[int, dict[str, int]] = {}
         self.mode: _Router | None = None
         self.warned = False
+        self.not_owners = _not_owners()
         self.handles = []
         for module in model.modules():
             self.handles.append(module.register_forward_pre_hook(self._enter))
@@ -125,9 +125,6 @@ class FunctionalQuantizer:
     def route(self, func, args, kwargs) -> nn.Module | None:
         if not self.stack:
             return None
-        global _NOT_OWNERS
-        if _NOT_OWNERS is None:
-            _NOT_OWNERS = _not_owners()
         if func in MATMULS:
             kind = "matmul"
             if len(args) < 2 or not (_activation(args[0]) and _activation(args[1])):
@@ -144,7 +141,7 @@ class FunctionalQuantizer:
         else:
             return None
         owner = self.stack[-1]
-        if isinstance(owner, _NOT_OWNERS):  # trtq's own quantized modules
+        if isinstance(owner, self.not_owners):  # trtq's own quantized modules
             return None
         index = self.counts[id(owner)][kind]
         self.counts[id(owner)][kind] = index + 1
