@@ -370,6 +370,50 @@ def _add_deploy(sub) -> None:
     _force_arg(p)
 
 
+def _numbers(count: int, what: str, kind=float):
+    return {"nargs": count, "type": kind, "metavar": tuple(what.split())}
+
+
+def _add_quantize_onnx(sub) -> None:
+    p = sub.add_parser(
+        "quantize-onnx", help="quantize a float ONNX file (yours) to INT8 Q/DQ ONNX",
+        description="Calibrate a float ONNX model in onnxruntime with trtq's observers and write "
+        "Q/DQ ONNX: Q/DQ on the inputs of Conv/ConvTranspose/MatMul/Gemm by TensorRT's rules "
+        "(per-channel symmetric weights, per-tensor activations, both operands of attention "
+        "matmuls), LayerNorm/Softmax/GELU float unless --recipe says otherwise. Checked: the "
+        "TensorRT lint, INT8 MAC coverage, parity with the float model; a sidecar OUT.onnx.json.")
+    p.add_argument("--onnx", required=True, metavar="IN.onnx",
+                   help="the float ONNX model (FP32; external data beside it is read)")
+    p.add_argument("--calib-data", required=True, metavar="DIR",
+                   help="calibration inputs: a folder of images (one NCHW input), or of .npz "
+                   "files with one array per graph input, keyed by input name")
+    p.add_argument("--num-images", type=POSITIVE, default=32,
+                   help="calibration samples, the first N by file name (default: %(default)s)")
+    p.add_argument("--input-size", **_numbers(2, "H W", POSITIVE),
+                   help="image input size (default: the input's static H and W)")
+    p.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch",
+                   help="images: stretch to H×W, or letterbox (longest side, centred zero "
+                   "padding) (default: %(default)s)")
+    p.add_argument("--mean", **_numbers(3, "R G B"), default=(0.0, 0.0, 0.0),
+                   help="images: per-channel mean on [0, 1] pixels (ImageNet: 0.485 0.456 "
+                   "0.406; default 0 0 0)")
+    p.add_argument("--std", **_numbers(3, "R G B"), default=(1.0, 1.0, 1.0),
+                   help="images: per-channel std on [0, 1] pixels (ImageNet: 0.229 0.224 "
+                   "0.225; default 1 1 1)")
+    p.add_argument("--recipe", default="w8a8",
+                   help="a uniform preset (w8a8, w{N}a{N}) or a recipe .json file whose rules "
+                   "match the quantizer names of the ONNX nodes (see `trtq quantize-onnx` in "
+                   "docs/cli.md) (default: %(default)s)")
+    p.add_argument("--observer", choices=OBSERVERS,
+                   help="activation range observer (default: the recipe's, percentile 99.99)")
+    p.add_argument("--percentile", type=float, help="percentile for --observer percentile")
+    p.add_argument("--target", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                   help="tensorrt (symmetric INT8, TensorRT-legal; default) or onnxruntime "
+                   "(uint8 activations, integer weights, convolutions float; fast on CPU)")
+    p.add_argument("--out", required=True, metavar="OUT.onnx", help="the quantized model")
+    _force_arg(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trtq",
@@ -389,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_autoquant(sub)
     _add_deploy(sub)
+    _add_quantize_onnx(sub)
     return parser
 
 

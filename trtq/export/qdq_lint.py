@@ -183,15 +183,19 @@ class Coverage:
         return self.int8_macs / self.total_macs if self.total_macs else 0.0
 
 
-def int8_mac_coverage(model: onnx.ModelProto) -> Coverage:
+def int8_mac_coverage(model: onnx.ModelProto, macs_by_node: dict[str, int] | None = None
+                      ) -> Coverage:
+    """Coverage of `model`; `macs_by_node` (node name → MACs, e.g. from shapes seen at run time)
+    replaces the MACs ONNX shape inference finds, which are 0 where it cannot follow a shape."""
     g = Graph(model)
-    shapes = static_shapes(model)
+    shapes = static_shapes(model) if macs_by_node is None else {}
     total = int8 = 0
     floats = []
     for node in model.graph.node:
         if node.op_type not in MAC_OPS:
             continue
-        macs = node_macs(node, shapes)
+        macs = node_macs(node, shapes) if macs_by_node is None \
+            else macs_by_node.get(node.name, 0)
         total += macs
         if _from_dq(g, node.input[0]) and _from_dq(g, node.input[1]):
             int8 += macs
