@@ -199,3 +199,16 @@ def test_tensorrt_parses_and_builds_the_quantized_onnx(trt, float_onnx, calib_im
     assert _quantize(float_onnx, calib_images, out) == 0
     plan = build_serialized(parse_onnx(out, trt))
     assert isinstance(plan, bytes) and len(plan) > 10_000
+
+
+def test_unnamed_and_repeated_node_names_get_unique_names():
+    from trtq.onnx_ptq.insert import name_nodes
+
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    nodes = [onnx.helper.make_node("Relu", ["x"], ["a"], name="n"),
+             onnx.helper.make_node("Relu", ["a"], ["b"], name="n"),
+             onnx.helper.make_node("Relu", ["b"], ["y"])]
+    model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [x], [y]))
+    name_nodes(model)
+    assert [n.name for n in model.graph.node] == ["n", "Relu_1", "Relu_2"]

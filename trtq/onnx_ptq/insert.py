@@ -102,14 +102,16 @@ class _Writer:
 
 
 def name_nodes(model: onnx.ModelProto) -> None:
-    """Give every unnamed node a unique name (sites and anchors refer to nodes by name)."""
-    taken = {n.name for n in model.graph.node if n.name}
+    """Give every node a unique name (sites and anchors refer to nodes by name): unnamed nodes
+    and repeated names (ONNX allows both) get their op type and index."""
+    taken: set[str] = set()
     for index, node in enumerate(model.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{index}"
+        if not node.name or node.name in taken:
+            base = f"{node.op_type}_{index}"
+            node.name = base
             while node.name in taken:
                 node.name += "_"
-            taken.add(node.name)
+        taken.add(node.name)
 
 
 def insert_qdq(model: onnx.ModelProto, sites: list[Site], specs: dict[str, QuantizerSpec],
