@@ -183,19 +183,33 @@ class Coverage:
         return self.int8_macs / self.total_macs if self.total_macs else 0.0
 
 
+def _inferred_macs(model: onnx.ModelProto) -> dict[str, int]:
+    """MACs per node from ONNX shape inference; nodes it leaves unresolved (shapes computed at
+    run time, as a ViT's token reshape) are read through onnxruntime's symbolic inference."""
+    from trtq.export.onnx_graph import resolved_shapes
+
+    nodes = [n for n in model.graph.node if n.op_type in MAC_OPS]
+    shapes = static_shapes(model)
+    macs = {n.name: node_macs(n, shapes) for n in nodes}
+    if any(v == 0 for v in macs.values()):
+        deeper = resolved_shapes(model)
+        macs = {n.name: macs[n.name] or node_macs(n, deeper) for n in nodes}
+    return macs
+
+
 def int8_mac_coverage(model: onnx.ModelProto, macs_by_node: dict[str, int] | None = None
                       ) -> Coverage:
     """Coverage of `model`; `macs_by_node` (node name → MACs, e.g. from shapes seen at run time)
     replaces the MACs ONNX shape inference finds, which are 0 where it cannot follow a shape."""
     g = Graph(model)
-    shapes = static_shapes(model) if macs_by_node is None else {}
+    if macs_by_node is None:
+        macs_by_node = _inferred_macs(model)
     total = int8 = 0
     floats = []
     for node in model.graph.node:
         if node.op_type not in MAC_OPS:
             continue
-        macs = node_macs(node, shapes) if macs_by_node is None \
-            else macs_by_node.get(node.name, 0)
+        macs = macs_by_node.get(node.name, 0)
         total += macs
         if _from_dq(g, node.input[0]) and _from_dq(g, node.input[1]):
             int8 += macs
