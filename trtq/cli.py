@@ -17,7 +17,10 @@ from trtq.errors import one_line
 
 DEFAULT_MODEL = "litemedsam"
 MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit_h, "
-              "or a tiny_* test config (default: %(default)s)")
+              "or a tiny_* test config (default: %(default)s); calibrate, export, inspect and "
+              "classify also take a ViT/DeiT classifier or your own model as "
+              "package.module:factory or path/to/file.py:factory (a function returning the "
+              "nn.Module, or (module, preprocess))")
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block), like trtq's own."""
@@ -88,7 +91,9 @@ def _add_classify(sub) -> None:
                    help="vit_small_patch16_224, vit_base_patch16_224, deit_tiny_patch16_224, "
                    "deit_small_patch16_224, deit_base_patch16_224, "
                    "deit_base_distilled_patch16_224 (these need --checkpoint), or the test "
-                   "configs vit_test, deit_distilled_test")
+                   "configs vit_test, deit_distilled_test; or your own classifier as "
+                   "package.module:factory or path/to/file.py:factory, returning (module, "
+                   "preprocess)")
     p.add_argument("--checkpoint", metavar="PATH",
                    help="timm state dict (.pth/.bin; DeiT's {'model': ...} wrapper too)")
     p.add_argument("--images", required=True, metavar="DIR",
@@ -125,16 +130,29 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--recipe", default="w8a8",
                    help="fp16, w8a8 (TensorRT-deployable) or w{N}a{N} (simulation; e.g. w4a4)"
                    " (default: %(default)s)")
-    p.add_argument("--calib-data", required=True, metavar="DIR",
-                   help="a folder of images, or a COCO dataset root with --split")
+    p.add_argument("--calib-data", metavar="DIR",
+                   help="a folder of images, or a COCO dataset root with --split; for your own "
+                   "model a folder of .npz files (see --images)")
     p.add_argument("--split", help="COCO split to calibrate on (e.g. calib, train2017)")
     p.add_argument("--num-images", type=POSITIVE, default=32,
                    help="calibration images (default: %(default)s)")
     _recipe_args(p)
     p.add_argument("--allow-eval-split", action="store_true",
                    help="allow calibrating on a split named val*/test* (inflates results)")
+    _user_model_data_args(p, "calibration data")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _force_arg(p)
+
+
+def _user_model_data_args(p: argparse.ArgumentParser, what: str, npz: bool = False) -> None:
+    """Inputs of your own model (--model path/to/file.py:factory): pictures or tensors."""
+    p.add_argument("--images", metavar="DIR",
+                   help=f"your own model's {what}: a folder of pictures, each run through the "
+                   "factory's preprocess (or --calib-data DIR: .npz files, one forward call's "
+                   "arguments each, keyed by forward's parameter names or arr_0, arr_1, ...)")
+    if npz:
+        p.add_argument("--calib-data", metavar="DIR",
+                       help=f"your own model's {what}: a folder of .npz files (see --images)")
 
 
 def _add_inspect(sub) -> None:
@@ -174,8 +192,11 @@ def _add_export(sub) -> None:
                    "onnx (standard ops every runtime parses), or auto (default: plugin when "
                    "the plugin library is built here, $TRTQ_LOGQUANT_PLUGIN or "
                    "~/.cache/trtq/plugins/liblogquant_trt.so; else onnx)")
+    _user_model_data_args(p, "example inputs for tracing and the parity check (default: "
+                          "synthetic pictures through the preprocess)", npz=True)
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars)")
+                   help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars); "
+                   "a classifier or your own model: DIR/model.onnx (+ .json)")
     _force_arg(p)
 
 
