@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from trtq.export.onnx_graph import Graph, attribute, static_shapes
+from trtq.export.onnx_graph import Graph, attribute
 
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -184,17 +184,13 @@ class Coverage:
 
 
 def _inferred_macs(model: onnx.ModelProto) -> dict[str, int]:
-    """MACs per node from ONNX shape inference; nodes it leaves unresolved (shapes computed at
-    run time, as a ViT's token reshape) are read through onnxruntime's symbolic inference."""
+    """MACs per node with shapes from onnxruntime's symbolic inference, which follows shapes
+    computed at run time (a ViT's token reshape: ONNX's own inference leaves those dims
+    symbolic, counted as 1)."""
     from trtq.export.onnx_graph import resolved_shapes
 
-    nodes = [n for n in model.graph.node if n.op_type in MAC_OPS]
-    shapes = static_shapes(model)
-    macs = {n.name: node_macs(n, shapes) for n in nodes}
-    if any(v == 0 for v in macs.values()):
-        deeper = resolved_shapes(model)
-        macs = {n.name: macs[n.name] or node_macs(n, deeper) for n in nodes}
-    return macs
+    shapes = resolved_shapes(model)
+    return {n.name: node_macs(n, shapes) for n in model.graph.node if n.op_type in MAC_OPS}
 
 
 def int8_mac_coverage(model: onnx.ModelProto, macs_by_node: dict[str, int] | None = None
