@@ -98,3 +98,23 @@ def test_tampered_onnx_is_detected_by_its_sidecar(tmp_path, tiny_onnx):
 def test_other_architectures_export(tmp_path, name):
     result = export_fp32(load_model(name), ExportSpec(name), tmp_path)
     assert result["encoder_parity"] < 1e-4 and result["decoder_parity"] < 1e-4
+
+
+def test_shape_inference_leaves_the_working_directory_alone(tmp_path, monkeypatch):
+    """onnxruntime's symbolic inference saves its partial model into the working directory
+    where it cannot finish (here: an op it does not know); trtq gives it a private one."""
+    from onnx import TensorProto, helper
+
+    from trtq.export.onnx_graph import resolved_shapes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Foo", ["r"], ["y"], domain="custom")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17),
+                                             helper.make_opsetid("custom", 1)])
+    monkeypatch.chdir(tmp_path)
+    shapes = resolved_shapes(model)
+    assert shapes["r"] == (1, 4)
+    assert list(tmp_path.iterdir()) == []

@@ -59,12 +59,22 @@ def resolved_shapes(model: onnx.ModelProto, unknown: int = 1) -> dict[str, tuple
     """Like `static_shapes`, through onnxruntime's symbolic shape inference, which also follows
     shapes computed at run time (the heads of an attention reshaped with Shape → Gather →
     Concat); onnx's inference with data propagation where the symbolic one fails."""
+    import os
+    import tempfile
+
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    try:
-        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:  # noqa: BLE001 - e.g. custom ops it cannot type; fall back
-        inferred = None
+    # where it cannot finish, onnxruntime's inference saves its partial model (and external data
+    # files named by UUIDs) into the working directory: give it a private one
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="trtq-shapes-") as scratch:
+        os.chdir(scratch)
+        try:
+            inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        except Exception:  # noqa: BLE001 - e.g. custom ops it cannot type; fall back
+            inferred = None
+        finally:
+            os.chdir(here)
     if inferred is None:
         return static_shapes(model, unknown, data_prop=True)
     return _shapes(inferred, unknown)
