@@ -21,6 +21,7 @@ def _check_inputs(args) -> None:
     """Everything that can be refused before a model loads."""
     from trtq.commands._common import require_sam_model
     from trtq.export.onnx_fp32 import output_names
+    from trtq.models import adapter_for
     from trtq.staging import check_folder_outputs
 
     require_sam_model(args.model, "export")  # classifier export is not written yet
@@ -34,7 +35,8 @@ def _check_inputs(args) -> None:
         from trtq.calib.state_dir import state_path
 
         state_path(args.calibrated)
-    check_folder_outputs(args.out, output_names(), args.force)
+    check_folder_outputs(args.out, output_names(adapter_for(args.model).part_names),
+                         args.force)
 
 
 def run(args) -> int:
