@@ -403,7 +403,7 @@ def lower_log2_for_onnxruntime(spec: QuantizerSpec) -> QuantizerSpec:
 WEIGHTS, INPUTS, OTHERS = "*.weight_quantizer", "*.input_quantizer", "*.other_quantizer"
 
 
-def uniform_recipe(bits: int, observer: str = "percentile", name: str | None = None,
+def uniform_recipe(bits: int, observer: str = "percentile", name: str | None = None, *,
                    model_rules: ModelRules = GENERIC_RULES) -> QuantRecipe:
     """Weights int`bits` symmetric per-channel (min/max), activations int`bits` per-tensor;
     then the model's float patterns."""
@@ -452,7 +452,7 @@ POST_SOFTMAX = ("*.av_matmul.input_quantizer",)
 
 
 def ptq4sam_recipe(bits: int, big: BigOptions | None = None, agq: bool = True,
-                   observer: str = "percentile", name: str | None = None,
+                   observer: str = "percentile", name: str | None = None, *,
                    model_rules: ModelRules = GENERIC_RULES) -> QuantRecipe:
     """The uniform w{bits}a{bits} recipe plus PTQ4SAM: `big` folded into the attentions it
     names, and AGQ's log2 quantizer on every post-softmax tensor (the first operand of each
@@ -497,7 +497,7 @@ _PTQ4VIT_VARIANTS = {
 
 def ptq4vit_recipe(bits: int, hessian: bool = True, twin: bool = True, shifted: bool = False,
                    observer: str = "percentile", search: SearchOptions = SearchOptions(),
-                   name: str | None = None,
+                   name: str | None = None, *,
                    model_rules: ModelRules = GENERIC_RULES) -> QuantRecipe:
     """The uniform w{bits}a{bits} placement plus PTQ4ViT (ALGORITHMS.md §5–§6).
 

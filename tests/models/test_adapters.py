@@ -8,7 +8,14 @@ from torch import nn
 
 from trtq.calib import quantize, quantizers
 from trtq.errors import TrtqError
-from trtq.models import GENERIC, adapter_for, adapter_for_module, get_spec, load_model
+from trtq.models import (
+    GENERIC,
+    adapter_for,
+    adapter_for_module,
+    get_spec,
+    load_model,
+    model_names,
+)
 from trtq.models.classifiers import CLASSIFIERS, VIT_CLASSIFIER
 from trtq.models.sam_adapter import SAM
 from trtq.recipes import RecipeError, get_recipe, variant_names
@@ -20,6 +27,7 @@ def test_registered_models_name_their_adapter_and_others_get_the_generic_one():
     for name in CLASSIFIERS:
         assert adapter_for(name) is VIT_CLASSIFIER
     assert adapter_for("my_package.models:build") is GENERIC
+    assert {adapter_for(name).name for name in model_names()} == {"sam", "vit_classifier"}
     assert adapter_for_module(load_model("tiny_litemedsam")) is SAM
     assert adapter_for_module(load_model("vit_test")) is VIT_CLASSIFIER
     assert adapter_for_module(nn.Linear(2, 2)) is GENERIC

@@ -120,7 +120,8 @@ def _calibrate(cfg, recipe, provenance: dict, folder: Path) -> None:
 
 
 def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor: float,
-           jobs: int, add_back: bool = True, prefixes: dict[str, str] | None = None) -> dict:
+           jobs: int, add_back: bool = True, *,
+           prefixes: dict[str, str] | None = None) -> dict:
     """Gains from `profiles` ({"baseline"/"int8": {part: {node: ms}}}, node names lacking
     `prefixes[part]`: the model adapter's `part_prefixes`), costs measured with `setup`, the
     choice and its verification: {"rows", "chosen", "history", "decisions",
@@ -191,7 +192,7 @@ def autoquant(cfg: AutoquantConfig) -> dict:
         setup = CostSetup(cfg.model, provenance["checkpoint"], str(work / "full"), cfg.target,
                           held_out, threads_per_job(cfg.jobs))
         decided = decide(setup, groups, profiles, cfg.min_agreement, cfg.jobs, cfg.add_back,
-                         adapter.part_prefixes)
+                         prefixes=adapter.part_prefixes)
         final = restrict(model, recipe, groups, decided["chosen"],
                          f"{cfg.backend}, agreement >= {cfg.min_agreement}")
         report = report_dict(decided, cfg.backend, cfg.min_agreement, held_out)

@@ -216,7 +216,7 @@ def _has_log2(model: nn.Module) -> bool:
 
 
 def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
-             float_attention: bool = False,
+             float_attention: bool = False, *,
              model_rules: ModelRules = GENERIC_RULES) -> QuantRecipe:
     """Switch a calibrated model between the TensorRT target (symmetric int8 activations) and
     the onnxruntime target (asymmetric uint8 activations) without recalibrating; optionally

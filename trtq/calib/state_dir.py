@@ -109,7 +109,7 @@ def save_calibrated(model, model_name: str, recipe, folder: str | os.PathLike, e
 
 
 def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
-                    target: str | None = None, float_attention: bool = False,
+                    target: str | None = None, float_attention: bool = False, *,
                     model_rules=None):
     """Apply a calibration folder to `model` (built as `model_name`), optionally retargeted
     with `model_rules` (default: the rules of the adapter `model_name` names,
@@ -134,5 +134,5 @@ def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
             from trtq.models.adapters import adapter_for
 
             model_rules = adapter_for(model_name).rules
-        recipe = retarget(model, recipe, target, float_attention, model_rules)
+        recipe = retarget(model, recipe, target, float_attention, model_rules=model_rules)
     return recipe, {**record, "calibration_id": calibration_id(record)}
