@@ -258,9 +258,15 @@ def unknown_model(w):
                 "unknown model 'sam_vit_z'", w.tmp / "onnx")
 
 
-def export_a_classifier(w):
-    return Case(["export", "--model", "vit_test", "--out", str(w.tmp / "onnx")],
-                "vit_test is an image classifier", w.tmp / "onnx")
+def export_a_missing_factory(w):
+    factory = w.file("net.py", "import torch\n\ndef make():\n    return torch.nn.Linear(2, 2)\n")
+    return Case(["export", "--model", f"{factory}:build", "--out", str(w.tmp / "onnx")],
+                "has no attribute 'build'; it defines make", w.tmp / "onnx")
+
+
+def eval_a_user_model(w):
+    return Case(["eval", "--model", "pkg.net:make", "--data", str(w.coco), "--split", "val",
+                 "--out", str(w.tmp / "r.json")], "is your own model", w.tmp / "r.json")
 
 
 def eval_a_classifier(w):
@@ -409,7 +415,8 @@ CASES = [ckpt_text, ckpt_truncated, ckpt_other_model, ckpt_missing, ckpt_wrong_f
          coco_masks_outside_the_image, coco_boxes_outside_the_image,
          calibrate_on_degenerate_split, eval_broken_reference, num_images_zero, iterations_zero,
          limit_negative, warmup_negative, opset_too_old, unknown_recipe, unknown_model,
-         export_a_classifier, eval_a_classifier, classify_a_sam_model, calibrated_empty_folder,
+         export_a_missing_factory, eval_a_user_model, eval_a_classifier, classify_a_sam_model,
+         calibrated_empty_folder,
          calibrated_for_another_model, calibrated_random_state_without_sidecar,
          calibrated_random_state_with_sidecar, bench_non_onnx, inspect_truncated_onnx,
          export_folder_without_decoder, build_mixed_pair, deploy_mixed_pair,

@@ -11,6 +11,7 @@ import trtq
 
 OPTIONAL = (
     "tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings", "cuda", "pycuda", "jtop", "onnxruntime",
+    "transformers",  # a dev dependency for examples/, never one of trtq's
 )
 
 

@@ -92,7 +92,7 @@ LAYERS = {
     "staging": 2, "models": 2,
     "calib": 3,
     "plugins": 4, "export": 4,
-    "engines": 5, "api": 5,
+    "engines": 5, "api": 5, "onnx_ptq": 5,
     "eval": 6, "bench": 6,
     "pipeline_report": 7, "pipeline_int8": 7, "deploy": 7, "autoquant": 7,
     "pipeline": 8,

@@ -16,7 +16,7 @@ def test_ruff_is_clean():
     if shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists():
         pytest.skip("ruff is not installed (pip install -e .[dev])")
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    out = subprocess.run([ruff, "check", "trtq", "tests", "experiments"], cwd=REPO,
+    out = subprocess.run([ruff, "check", "trtq", "tests", "experiments", "examples"], cwd=REPO,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:]
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from trtq.errors import TrtqError
 
@@ -106,29 +107,41 @@ def load(model, path: str | os.PathLike):
     """Quantize the float `model` as the state at `path` says and load its scales; returns it."""
     from trtq.calib.calibrate import load_quant_state, read_quant_state
     from trtq.calib.functional import FunctionalQuantizer
+    from trtq.calib.modules import install_quant_modules
 
     _, states, _ = read_quant_state(path)
-    router = FunctionalQuantizer.install(model, _left_float)
+    install_quant_modules(model)  # first, so the router hooks the modules that stay
+    router = FunctionalQuantizer.install(model, _loaded_next)
     router.create_for(states)
+    router.configure = _left_float
     model.trtq_recipe = load_quant_state(model, path)
     return model
+
+
+def _loaded_next(name: str, quantizer) -> None:
+    """A saved function-call quantizer, created to receive its state (`load_quant_state`
+    configures it from the saved recipe)."""
+    quantizer.configure(None)
 
 
 def export_onnx(model, example_inputs, path: str | os.PathLike, *, target: str = "tensorrt",
                 input_names: Sequence[str] | None = None,
                 output_names: Sequence[str] | None = None, dynamic_axes: dict | None = None,
-                opset: int = 17, force: bool = False) -> dict:
+                opset: int = 17, force: bool = False,
+                provenance: Mapping[str, Any] | None = None) -> dict:
     """Export a quantized `model` as Q/DQ ONNX for `target` ("tensorrt": symmetric INT8, must
     pass the TensorRT lint; "onnxruntime": uint8 activations, onnxruntime's optimized graph).
     Checked like `trtq export`: teacher-forced parity with the fake-quantized model on
     `example_inputs`, free-running parity, INT8 MAC coverage, a sidecar `<path>.json`.
     Exporting for the other target re-targets the model's quantizers (no recalibration).
-    Returns the export record (coverage, parity, lint)."""
+    `provenance`: fields the sidecar records about where the model came from (its name, the
+    calibration id, ...); its `inputs` entry maps input files (checkpoint, quant state) to
+    their SHA-256. Returns the export record (coverage, parity, lint)."""
     import torch
 
     from trtq.artifacts import write_sidecar
     from trtq.calib.calibrate import retarget
-    from trtq.export.onnx_fp32 import OnnxPart
+    from trtq.export.onnx_fp32 import OnnxPart, exact_inputs
     from trtq.export.onnx_qdq import check_exportable, export_mode, export_qdq_part
     from trtq.models.adapters import adapter_for_module
 
@@ -152,13 +165,15 @@ def export_onnx(model, example_inputs, path: str | os.PathLike, *, target: str =
                         f"output names for {count} outputs")
     path = Path(path)
     feeds = {name: t.detach().cpu().numpy() for name, t in zip(inputs, args, strict=True)}
-    part = OnnxPart(path.stem, model, args, inputs, outputs, (feeds,), dynamic_axes)
+    part = OnnxPart(path.stem, exact_inputs(model, len(args)), args, inputs, outputs, (feeds,),
+                    dynamic_axes)
     with export_mode(model):
         record = export_qdq_part(part, path, opset, target, force=force)
-    write_sidecar(path, "onnx", None,
+    extra = dict(provenance or {})
+    write_sidecar(path, "onnx", extra.pop("inputs", None),
                   {"model": type(model).__name__, "precision": "int8", "target": target,
                    "recipe": recipe.to_dict(), "recipe_sha256": recipe.sha256(),
                    "deployable": recipe.deployable and target == "tensorrt", "opset": opset,
-                   **record}, force=True,
+                   **record, **extra}, force=True,
                   companions=tuple(filter(None, [record["external_data"]])))
     return record

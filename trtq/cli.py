@@ -17,7 +17,10 @@ from trtq.errors import one_line
 
 DEFAULT_MODEL = "litemedsam"
 MODEL_HELP = ("model name: litemedsam, mobile_sam, sam_vit_b, sam_vit_l, sam_vit_h, "
-              "or a tiny_* test config (default: %(default)s)")
+              "or a tiny_* test config (default: %(default)s); calibrate, export, inspect and "
+              "classify also take a ViT/DeiT classifier or your own model as "
+              "package.module:factory or path/to/file.py:factory (a function returning the "
+              "nn.Module, or (module, preprocess))")
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block), like trtq's own."""
@@ -88,7 +91,9 @@ def _add_classify(sub) -> None:
                    help="vit_small_patch16_224, vit_base_patch16_224, deit_tiny_patch16_224, "
                    "deit_small_patch16_224, deit_base_patch16_224, "
                    "deit_base_distilled_patch16_224 (these need --checkpoint), or the test "
-                   "configs vit_test, deit_distilled_test")
+                   "configs vit_test, deit_distilled_test; or your own classifier as "
+                   "package.module:factory or path/to/file.py:factory, returning (module, "
+                   "preprocess)")
     p.add_argument("--checkpoint", metavar="PATH",
                    help="timm state dict (.pth/.bin; DeiT's {'model': ...} wrapper too)")
     p.add_argument("--images", required=True, metavar="DIR",
@@ -125,16 +130,29 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--recipe", default="w8a8",
                    help="fp16, w8a8 (TensorRT-deployable) or w{N}a{N} (simulation; e.g. w4a4)"
                    " (default: %(default)s)")
-    p.add_argument("--calib-data", required=True, metavar="DIR",
-                   help="a folder of images, or a COCO dataset root with --split")
+    p.add_argument("--calib-data", metavar="DIR",
+                   help="a folder of images, or a COCO dataset root with --split; for your own "
+                   "model a folder of .npz files (see --images)")
     p.add_argument("--split", help="COCO split to calibrate on (e.g. calib, train2017)")
     p.add_argument("--num-images", type=POSITIVE, default=32,
                    help="calibration images (default: %(default)s)")
     _recipe_args(p)
     p.add_argument("--allow-eval-split", action="store_true",
                    help="allow calibrating on a split named val*/test* (inflates results)")
+    _user_model_data_args(p, "calibration data")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     _force_arg(p)
+
+
+def _user_model_data_args(p: argparse.ArgumentParser, what: str, npz: bool = False) -> None:
+    """Inputs of your own model (--model path/to/file.py:factory): pictures or tensors."""
+    p.add_argument("--images", metavar="DIR",
+                   help=f"your own model's {what}: a folder of pictures, each run through the "
+                   "factory's preprocess (or --calib-data DIR: .npz files, one forward call's "
+                   "arguments each, keyed by forward's parameter names or arr_0, arr_1, ...)")
+    if npz:
+        p.add_argument("--calib-data", metavar="DIR",
+                       help=f"your own model's {what}: a folder of .npz files (see --images)")
 
 
 def _add_inspect(sub) -> None:
@@ -174,8 +192,11 @@ def _add_export(sub) -> None:
                    "onnx (standard ops every runtime parses), or auto (default: plugin when "
                    "the plugin library is built here, $TRTQ_LOGQUANT_PLUGIN or "
                    "~/.cache/trtq/plugins/liblogquant_trt.so; else onnx)")
+    _user_model_data_args(p, "example inputs for tracing and the parity check (default: "
+                          "synthetic pictures through the preprocess)", npz=True)
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars)")
+                   help="output folder: DIR/encoder.onnx, DIR/decoder.onnx (+ .json sidecars); "
+                   "a classifier or your own model: DIR/model.onnx (+ .json)")
     _force_arg(p)
 
 
@@ -370,6 +391,50 @@ def _add_deploy(sub) -> None:
     _force_arg(p)
 
 
+def _numbers(count: int, what: str, kind=float):
+    return {"nargs": count, "type": kind, "metavar": tuple(what.split())}
+
+
+def _add_quantize_onnx(sub) -> None:
+    p = sub.add_parser(
+        "quantize-onnx", help="quantize a float ONNX file (yours) to INT8 Q/DQ ONNX",
+        description="Calibrate a float ONNX model in onnxruntime with trtq's observers and write "
+        "Q/DQ ONNX: Q/DQ on the inputs of Conv/ConvTranspose/MatMul/Gemm by TensorRT's rules "
+        "(per-channel symmetric weights, per-tensor activations, both operands of attention "
+        "matmuls), LayerNorm/Softmax/GELU float unless --recipe says otherwise. Checked: the "
+        "TensorRT lint, INT8 MAC coverage, parity with the float model; a sidecar OUT.onnx.json.")
+    p.add_argument("--onnx", required=True, metavar="IN.onnx",
+                   help="the float ONNX model (FP32; external data beside it is read)")
+    p.add_argument("--calib-data", required=True, metavar="DIR",
+                   help="calibration inputs: a folder of images (one NCHW input), or of .npz "
+                   "files with one array per graph input, keyed by input name")
+    p.add_argument("--num-images", type=POSITIVE, default=32,
+                   help="calibration samples, the first N by file name (default: %(default)s)")
+    p.add_argument("--input-size", **_numbers(2, "H W", POSITIVE),
+                   help="image input size (default: the input's static H and W)")
+    p.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch",
+                   help="images: stretch to H×W, or letterbox (longest side, centred zero "
+                   "padding) (default: %(default)s)")
+    p.add_argument("--mean", **_numbers(3, "R G B"), default=(0.0, 0.0, 0.0),
+                   help="images: per-channel mean on [0, 1] pixels (ImageNet: 0.485 0.456 "
+                   "0.406; default 0 0 0)")
+    p.add_argument("--std", **_numbers(3, "R G B"), default=(1.0, 1.0, 1.0),
+                   help="images: per-channel std on [0, 1] pixels (ImageNet: 0.229 0.224 "
+                   "0.225; default 1 1 1)")
+    p.add_argument("--recipe", default="w8a8",
+                   help="a uniform preset (w8a8, w{N}a{N}) or a recipe .json file whose rules "
+                   "match the quantizer names of the ONNX nodes (see `trtq quantize-onnx` in "
+                   "docs/cli.md) (default: %(default)s)")
+    p.add_argument("--observer", choices=OBSERVERS,
+                   help="activation range observer (default: the recipe's, percentile 99.99)")
+    p.add_argument("--percentile", type=float, help="percentile for --observer percentile")
+    p.add_argument("--target", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                   help="tensorrt (symmetric INT8, TensorRT-legal; default) or onnxruntime "
+                   "(uint8 activations, integer weights, convolutions float; fast on CPU)")
+    p.add_argument("--out", required=True, metavar="OUT.onnx", help="the quantized model")
+    _force_arg(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trtq",
@@ -389,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_autoquant(sub)
     _add_deploy(sub)
+    _add_quantize_onnx(sub)
     return parser
 
 

@@ -441,8 +441,8 @@ def big_options(model_rules: ModelRules, name: str, **switches) -> BigOptions:
     to use instead when the model names none."""
     if model_rules.big_layers is None:
         bits = name.split("-")[0]
-        raise RecipeError(f"recipe {name!r}: BIG folds the attentions a model's adapter names "
-                          "(ModelRules.big_layers, e.g. SAM's decoder token→image attentions) "
+        raise RecipeError(f"recipe {name!r} folds BIG into the attentions a model's adapter "
+                          "names (ModelRules.big_layers: SAM's decoder token→image attentions) "
                           f"and this model names none; use {bits}-agq (AGQ alone) or {bits}")
     return BigOptions(layers=model_rules.big_layers, **switches)
 

@@ -3,7 +3,10 @@
 PTQ4SAM (BIG, AGQ) and PTQ4ViT (twin uniform, Hessian-guided search) build on these.
 """
 
-from trtq.calib import mha  # noqa: F401  (registers nn.MultiheadAttention's quantized twin)
+from trtq.calib import (
+    conv_transpose,  # noqa: F401  (registers nn.ConvTranspose2d's twin)
+    mha,  # noqa: F401  (registers nn.MultiheadAttention's quantized twin)
+)
 from trtq.calib.calibrate import (
     CalibSample,
     calibrate,

@@ -41,17 +41,17 @@ ATTR = "trtq_big"  # model attribute holding {layer: {"sign": γ, "center": μ}}
 # -- detection ---------------------------------------------------------------------------------
 def kde_density(values: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian KDE (Scott's bandwidth, as scipy's gaussian_kde) on `grid` points spanning
-    [min, max]; returns (points, density)."""
+    [min, max], computed on `values`' device; returns (points, density)."""
     x = values.detach().double().flatten()
     n = x.numel()
-    points = torch.linspace(float(x.min()), float(x.max()), grid, dtype=torch.float64)
+    points = torch.linspace(float(x.min()), float(x.max()), grid, dtype=torch.float64,
+                            device=x.device)
     std = float(x.std()) if n > 1 else 0.0
     bandwidth = std * n ** (-1 / 5)
+    density = torch.zeros(grid, dtype=torch.float64, device=x.device)
     if not bandwidth > 0:
-        density = torch.zeros(grid, dtype=torch.float64)
         density[0] = 1.0
         return points, density
-    density = torch.zeros(grid, dtype=torch.float64)
     for chunk in x.split(1 << 16):
         z = (points[:, None] - chunk[None, :]) / bandwidth
         density += torch.exp(-0.5 * z * z).sum(dim=1)
@@ -62,7 +62,8 @@ def kde_density(values: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Te
 def find_peaks(density: torch.Tensor, min_height: float, min_distance: int) -> list[int]:
     """Interior local maxima of `density` (first index of a flat top), at least
     `min_height` × sum(density) high; of two peaks closer than `min_distance` points the lower
-    one is dropped (scipy.signal.find_peaks' height/distance rules)."""
+    one is dropped (scipy.signal.find_peaks' height/distance rules). A sequential scan: it runs
+    on the host, on the `grid` density values (one read per attention)."""
     d = density.tolist()
     candidates = []
     i = 1
@@ -127,7 +128,8 @@ def symmetric_rmse(k: torch.Tensor, bits: int) -> float:
     scale = float(k.abs().max()) / qmax
     if scale == 0:
         return 0.0
-    q = fake_quant(k.float(), torch.tensor(scale), torch.tensor(0), -qmax - 1, qmax)
+    q = fake_quant(k.float(), torch.tensor(scale, device=k.device),
+                   torch.tensor(0, device=k.device), -qmax - 1, qmax)
     return float((q - k).pow(2).mean().sqrt())
 
 
@@ -179,9 +181,10 @@ def apply_big(model: nn.Module, options: BigOptions, probe: Callable[[nn.Module]
         if not fnmatch.fnmatchcase(report.layer, options.layers):
             continue
         k = keys[report.layer]
-        sign = channel_signs(k) if (options.flip and report.bimodal) else torch.ones(k.shape[-1])
+        ones = torch.ones(k.shape[-1], device=k.device)
+        sign = channel_signs(k) if (options.flip and report.bimodal) else ones
         flipped = k * sign
-        center = channel_midrange(flipped) if options.center else torch.zeros(k.shape[-1])
+        center = channel_midrange(flipped) if options.center else torch.zeros_like(ones)
         after = flipped - center
         fold(attns[report.layer], sign, center)
         folds[report.layer] = {"sign": sign, "center": center}
@@ -214,5 +217,7 @@ def reapply(model: nn.Module, folds: dict[str, dict[str, torch.Tensor]]) -> None
     if missing:
         raise ValueError(f"the saved BIG fold names attentions this model lacks: {missing[:3]}")
     for layer, f in folds.items():
-        fold(attns[layer], f["sign"].to(torch.float32), f["center"].to(torch.float32))
+        device = attns[layer].k_proj.weight.device
+        fold(attns[layer], f["sign"].to(device, torch.float32),
+             f["center"].to(device, torch.float32))
     setattr(model, ATTR, {k: dict(v) for k, v in folds.items()})

@@ -118,7 +118,8 @@ def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable
     """Quantize `model` in place with `recipe`, calibrated on `data`; returns the model.
 
     `data`: CalibSamples (SAM), a task (`trtq.calib.tasks`), or a callable forward loop
-    (streaming observers only)."""
+    (streaming observers only). Calibration runs where the model and its inputs are (put both
+    on the device first); the scales are buffers on the model's device."""
     model.eval()
     task = data if callable(data) else as_task(data)
     if recipe.big is not None:
@@ -158,16 +159,19 @@ def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable
 
 
 def quant_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """{quantizer: its calibrated tensors} (CPU copies; the same keys as its buffers)."""
     return {name: q.state() for name, q in quantizers(model) if q.scale is not None}
 
 
 def save_quant_state(model: nn.Module, recipe: QuantRecipe, path: str | os.PathLike) -> None:
-    """Recipe + per-quantizer tensors (no modules, loads with `weights_only=True`)."""
+    """Recipe + per-quantizer tensors (no modules, loads with `weights_only=True`), on the CPU
+    whatever device the model calibrated on."""
     from trtq.calib.big import ATTR
 
+    big = {layer: {key: t.cpu() for key, t in fold.items()}
+           for layer, fold in (getattr(model, ATTR, None) or {}).items()}
     torch.save({"version": STATE_VERSION, "recipe": recipe.to_dict(),
-                "quantizers": quant_state(model), "big": getattr(model, ATTR, None) or {}},
-               path)
+                "quantizers": quant_state(model), "big": big}, path)
 
 
 def read_quant_state(path: str | os.PathLike) -> tuple[QuantRecipe, dict, dict]:
@@ -247,7 +251,7 @@ def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
         elif q.is_log2 and target == "onnxruntime":
             top = q.scale
             q.configure(lower_log2_for_onnxruntime(q.spec))
-            q.set_range(torch.zeros(()), top.clone())
+            q.set_range(torch.zeros((), device=top.device), top.clone())
         elif q.spec.axis is None and q.spec.symmetric != want_symmetric:
             q.flip_symmetry()
     new = recipe.for_target(target, model_rules)

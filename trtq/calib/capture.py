@@ -45,15 +45,17 @@ class LayerRecord:
         for i, xi in enumerate(self.x):
             shape = (*xi.shape[:-1], self.out_features) if self.kind == "matmul" else \
                 (xi.shape[0], self.out_features)
-            grads.append(self.grad.get(i, torch.zeros(shape)))
+            grads.append(self.grad.get(i, torch.zeros(shape, dtype=xi.dtype,
+                                                       device=xi.device)))
         return x, other, torch.cat(grads)
 
 
-def rows_index(total: int, rows: int) -> torch.Tensor:
-    """`rows` evenly spaced indices of `total` (all when there are fewer)."""
+def rows_index(total: int, rows: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """`rows` evenly spaced indices of `total` (all when there are fewer), on `device`;
+    computed on the host, so every device samples the same rows."""
     if total <= rows:
-        return torch.arange(total)
-    return torch.linspace(0, total - 1, rows).round().long()
+        return torch.arange(total, device=device)
+    return torch.linspace(0, total - 1, rows).round().long().to(device)
 
 
 def _conv(module: nn.Module) -> nn.Conv2d:
@@ -63,12 +65,12 @@ def _conv(module: nn.Module) -> nn.Conv2d:
 def _gemm_rows(module: nn.Module, x: torch.Tensor, rows: int):
     if isinstance(module, QuantLinear):
         flat = x.detach().reshape(-1, x.shape[-1])
-        index = rows_index(flat.shape[0], rows)
+        index = rows_index(flat.shape[0], rows, x.device)
         return flat[index].unsqueeze(1), index, 1
     conv = _conv(module)
     patches = F.unfold(x.detach(), conv.kernel_size, conv.dilation, conv.padding, conv.stride)
     patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (B·L, C·kh·kw)
-    index = rows_index(patches.shape[0], rows)
+    index = rows_index(patches.shape[0], rows, x.device)
     g = conv.groups
     return patches[index].reshape(len(index), g, -1), index, g
 
@@ -84,8 +86,8 @@ def _matmul_slices(a: torch.Tensor, b: torch.Tensor, rows: int):
     b = b.detach().expand(*a.shape[:-2], *b.shape[-2:]) if b.dim() < 3 else b.detach()
     b = b.reshape(-1, *b.shape[-2:])
     m = a.shape[1]
-    slices = rows_index(a.shape[0], max(1, rows // m))
-    row_index = rows_index(m, rows)
+    slices = rows_index(a.shape[0], max(1, rows // m), a.device)
+    row_index = rows_index(m, rows, a.device)
     return a[slices][:, row_index], b[slices], (slices, row_index)
 
 

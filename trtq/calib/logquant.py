@@ -144,7 +144,8 @@ def subsample_rows(a: torch.Tensor, v: torch.Tensor | None, max_elements: int):
     flat_a = a.reshape(-1, *a.shape[-2:])
     per = flat_a[0].numel()
     keep = max(1, max_elements // per)
-    index = torch.linspace(0, flat_a.shape[0] - 1, keep).round().long().unique()
+    # computed on the host (the same rows on every device), then moved to a's device
+    index = torch.linspace(0, flat_a.shape[0] - 1, keep).round().long().unique().to(a.device)
     sub_v = None
     if v is not None:
         sub_v = v.expand(*lead, *v.shape[-2:]).reshape(-1, *v.shape[-2:])[index]
@@ -153,7 +154,10 @@ def subsample_rows(a: torch.Tensor, v: torch.Tensor | None, max_elements: int):
 
 class AgqObserver:
     """Per image: the best scale for each τ (golden section); at the end, τ with the smallest
-    summed error and the mean of its best scales (ALGORITHMS.md §3)."""
+    summed error and the mean of its best scales (ALGORITHMS.md §3).
+
+    The errors are computed on the activations' device; the golden-section search compares
+    them on the host (one read per evaluated scale), as its next point depends on them."""
 
     def __init__(self, bits: int, taus=TAUS, p: float = 2.4, max_elements: int = 1 << 16,
                  iterations: int = 16) -> None:

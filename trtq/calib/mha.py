@@ -7,10 +7,11 @@ same attention explicitly (inference only): the three input projections with qua
 like a Linear's (`<mha>.q_proj.input_quantizer`, `.q_proj.weight_quantizer`, and `k_proj`,
 `v_proj`), the two attention products as `qk_matmul`/`av_matmul` (the query pre-scaled by
 1/√d, the form TensorRT fuses), and `out_proj` as a quantized Linear. Parameters and
-state-dict keys are the original module's. Masks (`attn_mask`, `key_padding_mask`, boolean or
-additive, `is_causal`), `batch_first`, unbatched inputs and both kinds of returned weights
-are supported; `add_bias_kv`, `add_zero_attn` and training-mode dropout are not (such a module
-stays float, logged, or runs PyTorch's own code while training).
+state-dict keys are the original module's (plus the quantizers' calibrated buffers). Masks
+(`attn_mask`, `key_padding_mask`, boolean or additive, `is_causal`), `batch_first`, unbatched
+inputs and both kinds of returned weights are supported; `add_bias_kv`, `add_zero_attn` and
+training-mode dropout are not (such a module stays float, logged, or runs PyTorch's own code
+while training).
 """
 
 from __future__ import annotations

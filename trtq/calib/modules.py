@@ -2,7 +2,8 @@
 
 `register_quant_module(Original, Quantized)` maps a float module type onto its quantized twin;
 `install_quant_modules(model)` swaps every registered module for its twin (the same parameters
-and state-dict keys, plus `*_quantizer` children). No `forward` is monkey-patched: the twins are
+and state-dict keys, plus `*_quantizer` children, whose calibrated scales are buffers:
+`<module>.input_quantizer.scale`, ...). No `forward` is monkey-patched: the twins are
 ordinary subclasses. With every quantizer off a twin computes exactly what the original did.
 
 Quantizer names (what recipes match): `<module>.input_quantizer` and `<module>.weight_quantizer`
@@ -12,6 +13,7 @@ of an attention matmul (`torch.matmul(input, other)`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 
@@ -73,7 +75,7 @@ class QuantLinear(nn.Linear):
         """b + Ŵ·c for a shifted input quantizer (Ŵ the fake-quantized weight): the bias of the
         lowered form W·(x̂' + c) + b = W·x̂' + (W·c + b)."""
         c = torch.full((self.in_features,), self.input_quantizer.shift(),
-                       dtype=self.weight.dtype)
+                       dtype=self.weight.dtype, device=self.weight.device)
         folded = F.linear(c, self.weight_quantizer(self.weight))
         return folded if self.bias is None else folded + self.bias
 
@@ -178,16 +180,30 @@ def module_type_names(module: nn.Module) -> frozenset[str]:
     return frozenset(c.__name__ for c in classes if c is not object)
 
 
-def install_quant_modules(model: nn.Module) -> int:
-    """Replace registered modules in place (outermost first); returns how many were replaced."""
+def _device_of(module: nn.Module, default: torch.device | None) -> torch.device | None:
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return default if tensor is None else tensor.device
+
+
+def install_quant_modules(model: nn.Module, device: torch.device | None = None) -> int:
+    """Replace registered modules in place (outermost first); returns how many were replaced.
+    The new quantizers live on the device of the module they quantize (for a module without
+    parameters, such as a matmul, that of its nearest ancestor with some, else `device`)."""
+    device = _device_of(model, device)
     count = 0
     for name, child in list(model.named_children()):
         twin = twin_for(child)
         if twin is not None:
-            setattr(model, name, twin.convert(child))
+            new = twin.convert(child)
+            setattr(model, name, new)
+            place = _device_of(child, device)
+            if place is not None:
+                for quantizer in new.modules():
+                    if isinstance(quantizer, TensorQuantizer):
+                        quantizer.to(place)
             count += 1
         else:
-            count += install_quant_modules(child)
+            count += install_quant_modules(child, device)
     return count
 
 
@@ -199,7 +215,7 @@ def quantizers(model: nn.Module) -> Iterator[tuple[str, TensorQuantizer]]:
 
 def logquant_params(model: nn.Module) -> dict[str, dict]:
     """{quantizer name: bits, tau, scale} of every calibrated log2 quantizer that is on."""
-    return {name: {"bits": q.spec.bits, "tau": q.tau, "scale": float(q.scale)}
+    return {name: {"bits": q.spec.bits, "tau": int(q.tau), "scale": float(q.scale)}
             for name, q in quantizers(model) if q.enabled and q.is_log2}
 
 

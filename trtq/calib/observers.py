@@ -7,6 +7,12 @@ and MSE/Lp ranges are computed from that histogram, so memory stays constant how
 images are seen. Weights are observed directly, per channel.
 
 A range is `(lo, hi)`; symmetric quantizers use `amax = max(|lo|, |hi|)`.
+
+Devices: the statistics are computed where the activations are (the histogram counts stay
+there). Per batch one pair of numbers, the batch's (min, max), comes to the host: it refuses
+NaN/Inf on the image that carries it and sets the histogram's range (`torch.histc` takes host
+bounds). The range searches over the finished histogram (percentile, KL, MSE) run in numpy on
+the host, once per quantizer.
 """
 
 from __future__ import annotations
@@ -54,17 +60,21 @@ class SignedHistogram:
     def _grow(self, amax: float) -> None:
         while amax > self.range:
             merged = self.counts.reshape(self.n, 2).sum(1)
-            self.counts = torch.zeros(2 * self.n, dtype=torch.float64)
+            self.counts = torch.zeros_like(self.counts)
             self.counts[self.n // 2: self.n // 2 + self.n] = merged
             self.range *= 2.0
 
-    def update(self, x: torch.Tensor) -> None:
-        amax = float(x.abs().max())
+    def update(self, x: torch.Tensor, amax: float | None = None) -> None:
+        """Count `x` (on its device); `amax` = max|x| when the caller knows it already."""
+        amax = float(x.abs().max()) if amax is None else amax
         if self.counts is None:
             self.range = amax if amax > 0 else 1e-8
-            self.counts = torch.zeros(2 * self.n, dtype=torch.float64)
+            self.counts = torch.zeros(2 * self.n, dtype=torch.float64, device=x.device)
         self._grow(amax)
         self.counts += torch.histc(x, 2 * self.n, -self.range, self.range).double()
+
+    def host_counts(self) -> np.ndarray:
+        return self.counts.cpu().numpy()
 
     @property
     def width(self) -> float:
@@ -75,7 +85,7 @@ class SignedHistogram:
 
     def folded(self) -> np.ndarray:
         """Counts of |x| over [0, R] in n bins."""
-        c = self.counts.numpy()
+        c = self.host_counts()
         return c[self.n:] + c[:self.n][::-1]
 
 
@@ -92,7 +102,7 @@ def _percentile_range(h: SignedHistogram, lo: float, hi: float, spec: QuantizerS
         index = int(np.searchsorted(cum, q * cum[-1]))
         amax = min((index + 1) * h.width, max(-lo, hi))
         return -amax, amax
-    cum = np.cumsum(h.counts.numpy())
+    cum = np.cumsum(h.host_counts())
     edges = (np.arange(2 * h.n + 1) - h.n) * h.width
     low = edges[int(np.searchsorted(cum, (1.0 - q) * cum[-1]))]
     high = edges[int(np.searchsorted(cum, q * cum[-1])) + 1]
@@ -101,7 +111,7 @@ def _percentile_range(h: SignedHistogram, lo: float, hi: float, spec: QuantizerS
 
 def _mse_range(h: SignedHistogram, lo: float, hi: float, spec: QuantizerSpec):
     """Smallest Σ count·|c − q(c)|^p over `mse_candidates` shrinkings of the observed range."""
-    centers, counts = h.centers(), h.counts.numpy()
+    centers, counts = h.centers(), h.host_counts()
     used = counts > 0
     centers, counts = centers[used], counts[used]
     best, best_err = (lo, hi), math.inf
@@ -166,13 +176,15 @@ class ActivationObserver:
 
     def update(self, x: torch.Tensor) -> None:
         x = x.detach().float()
-        check_finite(x, "activation")
-        lo, hi = float(x.min()), float(x.max())
+        # the batch's one host read: min/max are NaN or ±Inf iff some value is
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            check_finite(x, "activation")
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         self.batch_lo.append(lo)
         self.batch_hi.append(hi)
         if self.spec.observer in ("percentile", "entropy", "mse"):
-            self.histogram.update(x)
+            self.histogram.update(x, max(-lo, hi))
         self.batches += 1
 
     def compute(self) -> tuple[float, float]:

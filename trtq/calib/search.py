@@ -75,6 +75,7 @@ def candidates(spec, data: torch.Tensor, options: SearchOptions) -> list[Candida
         if spec.twin_tie:
             scales = list(dict.fromkeys(twin.tie_to_power_of_two(s, neg) for s in scales))
         return [Candidate(scale=s, scale2=neg) for s in scales]
+    f = f.to(data.device)
     if spec.axis is not None:
         flat = data.reshape(data.shape[0], -1)
         amax = flat.abs().amax(1).clamp_min(1e-12)
@@ -133,7 +134,7 @@ class Slot:
         if isinstance(index, torch.Tensor):  # per channel
             lo = torch.stack([c.lo for c in self.cands])
             hi = torch.stack([c.hi for c in self.cands])
-            rows = torch.arange(lo.shape[1])
+            rows = torch.arange(lo.shape[1], device=lo.device)
             return Candidate(lo=lo[index, rows], hi=hi[index, rows])
         return self.cands[index]
 
@@ -227,7 +228,7 @@ def search_layer(name: str, module: nn.Module, record: LayerRecord, options: Sea
     # the weight is searched before the input (and operand A before B), as in PTQ4ViT
     searched = [s for s in (slots[::-1] if record.kind == "gemm" else slots)
                 if s.cands is not None]
-    weights = {"hessian": grad.pow(2), "output_mse": torch.ones(())}
+    weights = {"hessian": grad.pow(2), "output_mse": torch.ones((), device=grad.device)}
     rounds = options.rounds if len(searched) > 1 else 1
     for _ in range(rounds):
         for slot in searched:

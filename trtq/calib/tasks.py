@@ -123,7 +123,8 @@ class ClassifierTask:
         indexed = list(enumerate(self.batches))
         for i, batch in progress(indexed) if progress else indexed:
             logits = model(batch)
-            target = logits.detach().argmax(-1) if self.labels is None else self.labels[i]
+            target = logits.detach().argmax(-1) if self.labels is None \
+                else self.labels[i].to(logits.device)
             yield F.cross_entropy(logits, target)
 
 

@@ -51,7 +51,7 @@ def dispatch(args) -> int:
     2 for the user's input (TrtqError, an OSError on a path), 3 for a bug in trtq, 130 / 143
     for Ctrl-C / SIGTERM. -v adds the traceback."""
     try:
-        module = importlib.import_module(f"trtq.commands.{args.command}_cmd")
+        module = importlib.import_module(f"trtq.commands.{args.command.replace('-', '_')}_cmd")
         return module.run(args) or 0
     except TrtqError as exc:
         return _fail(args, one_line(exc), 2)

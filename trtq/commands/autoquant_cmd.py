@@ -39,7 +39,9 @@ def profiles_from_args(args) -> dict[str, tuple[str, str]]:
 
 def run(args) -> int:
     from trtq.autoquant.run import REPORT, AutoquantConfig, autoquant
+    from trtq.commands._common import require_sam_model
 
+    require_sam_model(args.model, "autoquant")
     cfg = AutoquantConfig(model=args.model, checkpoint=args.checkpoint,
                           calib_data=args.calib_data, split=args.split, out=args.out,
                           min_agreement=args.min_agreement, backend=args.backend,

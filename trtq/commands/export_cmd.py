@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from trtq.errors import TrtqError
 
@@ -17,14 +18,10 @@ def _print_part(name: str, record: dict) -> None:
           f"fake-quant PyTorch {record['parity_max_rel_diff']:.1e})")
 
 
-def _check_inputs(args) -> None:
-    """Everything that can be refused before a model loads."""
-    from trtq.commands._common import require_sam_model
-    from trtq.export.onnx_fp32 import output_names
-    from trtq.models import adapter_for
+def _check_inputs(args, names) -> None:
+    """Everything that can be refused before a model loads; `names`: the files to write."""
     from trtq.staging import check_folder_outputs
 
-    require_sam_model(args.model, "export")  # classifier export is not written yet
     if args.opset < 17:
         raise TrtqError(f"--opset {args.opset} is too old: LayerNormalization needs opset >= 17")
     if not args.calibrated and (args.target != "tensorrt" or args.float_attention
@@ -35,15 +32,20 @@ def _check_inputs(args) -> None:
         from trtq.calib.state_dir import state_path
 
         state_path(args.calibrated)
-    check_folder_outputs(args.out, output_names(adapter_for(args.model).part_names),
-                         args.force)
+    check_folder_outputs(args.out, names, args.force)
 
 
 def run(args) -> int:
-    from trtq.export.onnx_fp32 import ExportSpec, export_fp32
-    from trtq.models import checkpoint_provenance, load_model
+    from trtq.commands._network import is_single_graph
+    from trtq.export.onnx_fp32 import ExportSpec, export_fp32, output_names
+    from trtq.models import adapter_for, checkpoint_provenance, load_model
 
-    _check_inputs(args)
+    if is_single_graph(args.model):
+        return export_network(args)
+    if args.images or args.calib_data:
+        raise TrtqError("--images and --calib-data give a classifier or a user's model its "
+                        "example inputs; a SAM-family export makes its own")
+    _check_inputs(args, output_names(adapter_for(args.model).part_names))
     record = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, record["checkpoint"])
     spec = ExportSpec(args.model, record["checkpoint_sha256"], args.opset)
@@ -65,4 +67,48 @@ def run(args) -> int:
     result = export_fp32(model, spec, args.out, force=args.force)
     print(f"encoder: {result['encoder']} (max rel. diff vs PyTorch {result['encoder_parity']:.1e})")
     print(f"decoder: {result['decoder']} (max rel. diff vs PyTorch {result['decoder_parity']:.1e})")
+    return 0
+
+
+def _export_int8(args, net, part, common: dict) -> dict:
+    """Q/DQ through `trtq.api.export_onnx`, staged with its sidecar."""
+    import trtq
+    from trtq.commands._network import load_calibration
+    from trtq.export.onnx_fp32 import MODEL_FILES
+    from trtq.export.onnx_qdq import quantized_layers
+    from trtq.staging import staged_folder
+
+    calib = load_calibration(net, args.calibrated)
+    provenance = {**common, "calibration_id": calib["calibration_id"],
+                  "quantized_layers": quantized_layers(part.module),  # its graph's names
+                  "inputs": {**net.inputs, "quant_state": calib["sha256"]}}
+    with staged_folder(args.out, MODEL_FILES, args.force) as stage:
+        record = trtq.export_onnx(net.module, part.example_args, stage / MODEL_FILES[0],
+                                  target=args.target, input_names=part.inputs,
+                                  output_names=part.outputs, dynamic_axes=part.dynamic_axes,
+                                  opset=args.opset, provenance=provenance)
+    _print_part("model", {**record, "path": str(Path(args.out) / MODEL_FILES[0])})
+    print(f"calibration {calib['calibration_id']}")
+    return record
+
+
+def export_network(args) -> int:
+    """A classifier or a user's model as one graph: DIR/model.onnx + sidecar, its batch axis
+    dynamic; FP32 checked against PyTorch in onnxruntime, or INT8 Q/DQ with --calibrated."""
+    from trtq.commands._network import example_part, load_network, open_data
+    from trtq.export.onnx_fp32 import MODEL_FILES, export_model_fp32, part_record
+
+    if args.float_attention or args.logquant not in ("auto", "onnx"):
+        raise TrtqError("--float-attention and --logquant apply to SAM-family exports")
+    _check_inputs(args, MODEL_FILES)
+    folder = open_data(args.images, args.calib_data, limit=2)
+    net = load_network(args.model, args.checkpoint)
+    part = example_part(net, folder)
+    common = {"model": net.name, **net.sidecar, **part_record(part)}
+    if args.calibrated:
+        _export_int8(args, net, part, common)
+        return 0
+    result = export_model_fp32(part, args.out, common, net.inputs, args.opset, args.force)
+    print(f"model: {result['path']} (max rel. diff vs PyTorch "
+          f"{result['parity_max_rel_diff']:.1e})")
     return 0

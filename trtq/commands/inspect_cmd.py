@@ -102,15 +102,39 @@ def _print_prediction(prediction: dict) -> None:
         print(f"  first avoidable: {unfusable[0]['node']}: {unfusable[0]['reason']}")
 
 
+def _user_quantizers(args, recipe):
+    """Your own model quantized as `recipe` says. With a preprocess, one synthetic picture runs
+    through it (`trtq.quantize`), so attention written with functions gets its quantizers;
+    without one, only the layers' quantizers are listed."""
+    import trtq
+    from trtq.calib import quantize
+    from trtq.commands._network import example_inputs, forward_loop, load_network
+    from trtq.commands.calibrate_cmd import check_user_recipe
+
+    check_user_recipe(recipe)
+    net = load_network(args.model, None)
+    if net.image is None:
+        log.warning("%s has no preprocess: quantizers of attention written with functions "
+                    "(torch.matmul, SDPA) appear only once data runs; not listed", net.name)
+        quantize(net.module, recipe)
+    else:
+        trtq.quantize(net.module, recipe, forward_loop(net, example_inputs(net, None)))
+    return net
+
+
 def inspect_recipe(args) -> dict:
     from trtq.calib import quantize
     from trtq.calib.modules import quantizers
     from trtq.commands.calibrate_cmd import resolve_recipe
     from trtq.models.registry import get_spec
+    from trtq.models.user_model import is_user_reference
 
     recipe = resolve_recipe(args)
-    model = get_spec(args.model).build()  # architecture only: no weights are needed
-    quantize(model, recipe)
+    if is_user_reference(args.model):
+        model = _user_quantizers(args, recipe).module
+    else:
+        model = get_spec(args.model).build()  # architecture only: no weights are needed
+        quantize(model, recipe)
     table = {name: (q.spec.describe() if q.spec else "float") for name, q in quantizers(model)}
     return {"recipe": recipe.name, "model": args.model, "deployable": recipe.deployable,
             "target": recipe.target, "description": recipe.description,

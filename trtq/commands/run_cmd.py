@@ -10,9 +10,11 @@ log = logging.getLogger("trtq.pipeline")
 def run(args) -> int:
     from pathlib import Path
 
+    from trtq.commands._common import require_sam_model
     from trtq.errors import TrtqError
     from trtq.pipeline import RunConfig, run_pipeline
 
+    require_sam_model(args.model, "run")
     if not 0.0 <= args.min_agreement <= 1.0:
         raise TrtqError(f"--min-agreement {args.min_agreement}: give a mean mask IoU in [0, 1] "
                         "(0 keeps every group INT8)")

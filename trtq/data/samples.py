@@ -36,3 +36,14 @@ def center_box(hw: tuple[int, int], fraction: float = 0.5):
     h, w = hw
     mx, my = w * (1 - fraction) / 2, h * (1 - fraction) / 2
     return np.array([[mx, my, w - 1 - mx, h - 1 - my]], dtype=np.float64)
+
+
+def synthetic_rgb(height: int, width: int, rng):
+    """A deterministic smooth picture with noise, (height, width, 3) uint8 RGB: an example input
+    for tracing and parity checks. `rng` is a numpy Generator."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = (np.sin(xx / 9.0) + np.cos(yy / 13.0)) * 60 + 128
+    return np.clip(base[..., None] + rng.normal(0, 20, (height, width, 3)), 0, 255) \
+        .astype(np.uint8)

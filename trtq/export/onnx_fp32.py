@@ -46,6 +46,30 @@ def model_parts(model, spec: ExportSpec, parts=None) -> tuple[OnnxPart, ...]:
     return adapter_for(spec.model_name).export_parts(model.eval())
 
 
+def exact_inputs(module, count: int):
+    """`module`, or a wrapper whose forward takes exactly `count` inputs when `module.forward`
+    has defaulted parameters after them: torch.onnx.export appends those defaults to the traced
+    inputs (a Python float becomes a graph input). The wrapper's child is `net`, so its graph
+    and quantizer names start with `net.`."""
+    import inspect
+
+    from torch import nn
+
+    rest = list(inspect.signature(module.forward).parameters.values())[count:]
+    if all(p.default is p.empty for p in rest):
+        return module
+
+    class ExactInputs(nn.Module):
+        def __init__(self, net) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, *args):
+            return self.net(*args)
+
+    return ExactInputs(module).train(module.training)
+
+
 def is_large(part: OnnxPart) -> bool:
     """Whether the part's graph needs external data (`trtq.export.onnx_files`)."""
     from trtq.export import onnx_files
@@ -156,11 +180,38 @@ def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool
     result = {}
     with staged_folder(out, output_names(parts), force) as stage:
         for part in parts:
-            path = stage / f"{part.name}.onnx"
-            log.info("exporting the %s to %s", part.name, out / path.name)
-            parity = export_part(part, path, spec.opset)
-            write_sidecar(path, "onnx", inputs, {**common, **part_record(part), **parity},
-                          companions=tuple(filter(None, [parity["external_data"]])))
-            result[part.name] = str(out / path.name)
+            log.info("exporting the %s to %s", part.name, out / f"{part.name}.onnx")
+            parity = _export_with_sidecar(part, stage, spec.opset, common, inputs)
+            result[part.name] = str(out / f"{part.name}.onnx")
             result[f"{part.name}_parity"] = parity["parity_max_rel_diff"]
     return result
+
+
+def _export_with_sidecar(part: OnnxPart, folder: Path, opset: int, extra: dict,
+                         inputs: dict | None) -> dict:
+    """`folder/<part>.onnx` (checked by `export_part`) and its sidecar; the parity record."""
+    path = folder / f"{part.name}.onnx"
+    parity = export_part(part, path, opset)
+    write_sidecar(path, "onnx", inputs, {**extra, **part_record(part), **parity},
+                  companions=tuple(filter(None, [parity["external_data"]])))
+    return parity
+
+
+MODEL_FILES = ("model.onnx", "model.onnx.json")  # a network exported as one graph
+
+
+def export_model_fp32(part: OnnxPart, out_dir: str | os.PathLike, extra: dict,
+                      inputs: dict | None, opset: int = DEFAULT_OPSET,
+                      force: bool = False) -> dict:
+    """Export a network as one graph, `out_dir/model.onnx` + sidecar (`extra`: what the sidecar
+    records about the model; `inputs`: input files' SHA-256), checked like each SAM part and
+    written as one transaction. Returns the parity record and the path."""
+    from trtq.staging import staged_folder
+
+    path = Path(out_dir) / f"{part.name}.onnx"
+    log.info("exporting %s to %s", extra.get("model", part.name), path)
+    with staged_folder(path.parent, output_names((part,)), force) as stage:
+        parity = _export_with_sidecar(part, stage, opset, {**extra, "precision": "fp32",
+                                                           "calibration_id": None,
+                                                           "opset": opset}, inputs)
+    return {"path": str(path), **parity}

@@ -147,6 +147,13 @@ def export_qdq_part(part, path: Path, opset: int, target: str, force: bool = Fal
             "int8_mac_coverage": coverage.fraction, "total_macs": coverage.total_macs}
 
 
+def quantized_layers(model) -> list[str]:
+    """The layers whose inputs a uniform quantizer quantizes (sidecars list them, so `trtq
+    inspect` can tell the INT8 coverage of what the recipe meant to quantize)."""
+    return sorted(name.rsplit(".", 1)[0] for name, q in quantizers(model)
+                  if q.enabled and not q.is_log2 and name.endswith(".input_quantizer"))
+
+
 def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike,
                      target: str = "tensorrt", inputs: dict | None = None,
                      force: bool = False, logquant: str = "onnx", parts=None) -> dict:
@@ -161,8 +168,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
     out = Path(out_dir)
     parts = model_parts(model.eval(), spec, parts)
     check_part_outputs(parts, out, force)
-    layers = sorted(name.rsplit(".", 1)[0] for name, q in quantizers(model)
-                    if q.enabled and not q.is_log2 and name.endswith(".input_quantizer"))
+    layers = quantized_layers(model)
     log2 = logquant_params(model)
     common = {"model": spec.model_name, "quantized_layers": layers, "precision": "int8",
               "calibration_id": spec.calibration_id,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from trtq.export.onnx_graph import Graph, attribute, static_shapes
+from trtq.export.onnx_graph import Graph, attribute
 
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -183,15 +183,29 @@ class Coverage:
         return self.int8_macs / self.total_macs if self.total_macs else 0.0
 
 
-def int8_mac_coverage(model: onnx.ModelProto) -> Coverage:
+def _inferred_macs(model: onnx.ModelProto) -> dict[str, int]:
+    """MACs per node with shapes from onnxruntime's symbolic inference, which follows shapes
+    computed at run time (a ViT's token reshape: ONNX's own inference leaves those dims
+    symbolic, counted as 1)."""
+    from trtq.export.onnx_graph import resolved_shapes
+
+    shapes = resolved_shapes(model)
+    return {n.name: node_macs(n, shapes) for n in model.graph.node if n.op_type in MAC_OPS}
+
+
+def int8_mac_coverage(model: onnx.ModelProto, macs_by_node: dict[str, int] | None = None
+                      ) -> Coverage:
+    """Coverage of `model`; `macs_by_node` (node name → MACs, e.g. from shapes seen at run time)
+    replaces the MACs ONNX shape inference finds, which are 0 where it cannot follow a shape."""
     g = Graph(model)
-    shapes = static_shapes(model)
+    if macs_by_node is None:
+        macs_by_node = _inferred_macs(model)
     total = int8 = 0
     floats = []
     for node in model.graph.node:
         if node.op_type not in MAC_OPS:
             continue
-        macs = node_macs(node, shapes)
+        macs = macs_by_node.get(node.name, 0)
         total += macs
         if _from_dq(g, node.input[0]) and _from_dq(g, node.input[1]):
             int8 += macs

@@ -117,7 +117,7 @@ def rewrite_weights(model: onnx.ModelProto, target: str) -> int:
         count += 1
     if target == "tensorrt":
         unshare_activation_qparams(model)
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     full_rank_biases(model)
     return count
 
@@ -190,9 +190,15 @@ def full_rank_biases(model: onnx.ModelProto) -> int:
     return count
 
 
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+def drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Remove initializers no node reads (and their entries among the graph inputs, where
+    older exporters list initializers)."""
     used = {name for node in model.graph.node for name in node.input}
     used |= {o.name for o in model.graph.output}
+    dropped = {i.name for i in model.graph.initializer if i.name not in used}
     keep = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+    inputs = [v for v in model.graph.input if v.name not in dropped]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)

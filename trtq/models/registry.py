@@ -61,7 +61,8 @@ def get_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         choices = ", ".join(model_names())
-        raise TrtqError(f"unknown model {name!r}; choose one of: {choices}") from None
+        raise TrtqError(f"unknown model {name!r}; choose one of: {choices}; or give your own "
+                        "as package.module:factory or path/to/file.py:factory") from None
 
 
 def resolve_checkpoint(

@@ -70,12 +70,12 @@ def sample_inputs(model, num_boxes: int = 3, seed: int = 0):
     import numpy as np
     import torch
 
+    from trtq.data.samples import synthetic_rgb
+
     rng = np.random.default_rng(seed)
     size = model.input_size
     h, w = size, (size * 3) // 4
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = (np.sin(xx / 9.0) + np.cos(yy / 13.0)) * 60 + 128
-    rgb = np.clip(base[..., None] + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+    rgb = synthetic_rgb(h, w, rng)
     image = torch.from_numpy(model.preprocess.image(rgb))
     corners = np.sort(rng.uniform(0, 1, (num_boxes, 2, 2)) * [w - 1, h - 1], axis=1)
     boxes = model.preprocess.boxes(corners.reshape(num_boxes, 4), (h, w))
