@@ -105,9 +105,10 @@ def run(args) -> dict:
             name = f"w{bits}a{bits}" + (f"-{variant}" if variant else "")
             if name in rows:
                 continue
+            from trtq.models import adapter_for
             from trtq.recipes import get_recipe
 
-            recipe = _restrict(get_recipe(name), args.only, bits)
+            recipe = _restrict(get_recipe(name, adapter_for(args.model).rules), args.only, bits)
             if args.rows and recipe.search is not None:
                 from dataclasses import replace
 

@@ -19,12 +19,13 @@ def big_verdicts(model_name: str, data: str, split: str, bits: int) -> dict:
     from trtq.calib.big import apply_big
     from trtq.calib.tasks import run_sample
     from trtq.data.calibration import calibration_samples
-    from trtq.models import load_model
+    from trtq.models import adapter_for, load_model
     from trtq.recipes import BigOptions
 
     sample = calibration_samples(data, split, 1)[0]
     model = load_model(model_name)
-    return apply_big(model, BigOptions(), lambda m: run_sample(m, sample), bits=bits)
+    big = BigOptions(layers=adapter_for(model_name).rules.big_layers)  # the presets' BIG
+    return apply_big(model, big, lambda m: run_sample(m, sample), bits=bits)
 
 
 def table(model_name: str, split: str, bits: int, report: dict) -> str:

@@ -41,13 +41,14 @@ def main(argv=None) -> int:
     from trtq.calib.search import search_layer
     from trtq.calib.tasks import SamTask, self_kl_loss
     from trtq.data.calibration import calibration_samples
-    from trtq.models import load_model
+    from trtq.models import adapter_for, load_model
     from trtq.recipes import SearchOptions, get_recipe
 
     samples = calibration_samples(args.data, args.split, args.images)
     options = SearchOptions(candidates=args.candidates, rows=args.rows)
     model = load_model(args.model)
-    quantize(model, get_recipe(f"w{args.bits}a{args.bits}-hessian"))
+    quantize(model, get_recipe(f"w{args.bits}a{args.bits}-hessian",
+                               adapter_for(args.model).rules))
     owners = sorted({n.rsplit(".", 1)[0] for n, q in quantizers(model) if q.spec is not None})
     start = time.perf_counter()
     records = Recorder(model, owners, args.rows)

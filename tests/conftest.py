@@ -129,10 +129,11 @@ def calibrate_into(model_name: str, out: Path, data: Path, split: str, images: i
     (the same library call: `trtq.calib.state_dir.calibrate_to_dir`)."""
     from trtq.calib.state_dir import CalibSource, calibrate_to_dir
     from trtq.data.calibration import calibration_samples
-    from trtq.models import load_model
+    from trtq.models import adapter_for, load_model
     from trtq.recipes import get_recipe
 
-    recipe = get_recipe(recipe_name).with_activation_observer(observer)
+    recipe = get_recipe(recipe_name, adapter_for(model_name).rules)
+    recipe = recipe.with_activation_observer(observer)
     calibrate_to_dir(load_model(model_name), model_name, recipe,
                      calibration_samples(data, split, images), out,
                      source=CalibSource(str(data), split))

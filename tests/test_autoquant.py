@@ -15,6 +15,9 @@ from trtq.autoquant.groups import OTHER, attribute, group_of, node_module
 from trtq.autoquant.select import choose, decisions, final_agreement, rank
 from trtq.cli import main
 from trtq.errors import TrtqError
+from trtq.models.sam_adapter import SAM
+
+ENC = SAM.part_prefix("encoder")  # "image_encoder.": encoder node names lack it
 
 
 def test_groups_are_indexed_blocks():
@@ -29,19 +32,19 @@ def test_groups_are_indexed_blocks():
 def test_node_and_engine_layer_names_are_attributed_to_groups():
     groups = ["image_encoder.layers.1", "image_encoder.layers.1.blocks.0",
               "mask_decoder.transformer.layers.0"]
-    assert node_module("/layers.1/blocks.0/attn/qkv/MatMul", "encoder") == \
+    assert node_module("/layers.1/blocks.0/attn/qkv/MatMul", ENC) == \
         "image_encoder.layers.1.blocks.0.attn.qkv"
-    assert attribute("/layers.1/blocks.0/attn/qkv/MatMul", "encoder", groups) == groups[1]
-    assert attribute("/layers.1/downsample/conv1/c/Conv", "encoder", groups) == groups[0]
-    assert attribute("/mask_decoder/transformer/layers.0/self_attn/q_proj/MatMul", "decoder",
-                     groups) == groups[2]
+    assert attribute("/layers.1/blocks.0/attn/qkv/MatMul", ENC, groups) == groups[1]
+    assert attribute("/layers.1/downsample/conv1/c/Conv", ENC, groups) == groups[0]
+    assert attribute("/mask_decoder/transformer/layers.0/self_attn/q_proj/MatMul",
+                     SAM.part_prefix("decoder"), groups) == groups[2]
     # TensorRT: fused layers name their ONNX nodes; Myelin regions their first and last
     assert attribute("/layers.1/blocks.0/attn/qkv/MatMul + /layers.1/blocks.0/attn/Reshape",
-                     "encoder", groups) == groups[1]
+                     ENC, groups) == groups[1]
     assert attribute("{ForeignNode[/layers.1/blocks.0/attn/Mul.../layers.1/blocks.0/Add]}",
-                     "encoder", groups) == groups[1]
-    assert attribute("Reformatting CopyNode for Input Tensor 0 to x", "encoder", groups) == OTHER
-    assert attribute("BiasGelu_token_3", "encoder", groups) == OTHER
+                     ENC, groups) == groups[1]
+    assert attribute("Reformatting CopyNode for Input Tensor 0 to x", ENC, groups) == OTHER
+    assert attribute("BiasGelu_token_3", ENC, groups) == OTHER
 
 
 def _profile(path: Path, layers: dict[str, float], count: int = 10) -> Path:
@@ -72,7 +75,7 @@ def test_gains_add_up_to_the_whole():
     int8 = {"encoder": {"/layers.1/blocks.0/attn/qkv/MatMul": 1.0,
                         "/layers.1/blocks.0/attn/qkv/input_quantizer/QuantizeLinear": 0.5,
                         "BiasGelu_token_1": 1.25}}
-    rows = gains(base, int8, ["image_encoder.layers.1.blocks.0"])
+    rows = gains(base, int8, ["image_encoder.layers.1.blocks.0"], SAM.part_prefixes)
     assert rows["image_encoder.layers.1.blocks.0"] == {"baseline_ms": 3.0, "int8_ms": 1.5,
                                                        "gain_ms": 1.5}
     assert rows[OTHER]["gain_ms"] == pytest.approx(-0.25)

@@ -31,10 +31,15 @@ from trtq.errors import TrtqError
 log = logging.getLogger("trtq.calib")
 
 
-def _recipe(recipe):
+def _recipe(recipe, model):
+    """A QuantRecipe as is; a preset name resolved with the rules of `model`'s adapter (none
+    for a model trtq does not ship: `trtq.models.adapters.adapter_for_module`), or a file."""
+    from trtq.models.adapters import adapter_for_module
     from trtq.recipes import QuantRecipe, load_recipe
 
-    return recipe if isinstance(recipe, QuantRecipe) else load_recipe(str(recipe))
+    if isinstance(recipe, QuantRecipe):
+        return recipe
+    return load_recipe(str(recipe), adapter_for_module(model).rules)
 
 
 def _recipe_of(model):
@@ -58,7 +63,7 @@ def quantize(model, recipe="w8a8", forward_loop: Callable | None = None, *,
     if forward_loop is None or not callable(forward_loop):
         raise TrtqError("trtq.quantize needs forward_loop(model), a function that runs "
                         "calibration data through the model")
-    recipe = _recipe(recipe)
+    recipe = _recipe(recipe, model)
     if not inplace:
         model = copy.deepcopy(model)
 
@@ -67,17 +72,20 @@ def quantize(model, recipe="w8a8", forward_loop: Callable | None = None, *,
         return seen if isinstance(seen, int) else 1
 
     install_quant_modules(model)  # first, so the router hooks the modules that stay
-    router = FunctionalQuantizer.install(model, _calibrating(recipe))
+    router = FunctionalQuantizer.install(model, _calibrating(recipe, model))
     calibrate(model, recipe, loop)
     router.configure = _left_float
     model.trtq_recipe = recipe
     return model
 
 
-def _calibrating(recipe):
+def _calibrating(recipe, model):
     """Set up a function-call attention's quantizers created during calibration."""
+    from trtq.calib.modules import module_type_names
+
     def configure(name: str, quantizer) -> None:
-        quantizer.configure(recipe.spec_for(name))
+        owner = model.get_submodule(name.rpartition(".")[0])
+        quantizer.configure(recipe.spec_for(name, module_type_names(owner)))
         quantizer.name = name
         quantizer.start_calibration()
     return configure
@@ -135,13 +143,15 @@ def export_onnx(model, example_inputs, path: str | os.PathLike, *, target: str =
     from trtq.calib.calibrate import retarget
     from trtq.export.onnx_fp32 import OnnxPart, exact_inputs
     from trtq.export.onnx_qdq import check_exportable, export_mode, export_qdq_part
+    from trtq.models.adapters import adapter_for_module
 
     recipe = _recipe_of(model)
     check_exportable(recipe)
     if target not in ("tensorrt", "onnxruntime"):
         raise TrtqError(f"target {target!r}: use tensorrt or onnxruntime")
     if target != recipe.target:
-        model.trtq_recipe = recipe = retarget(model, recipe, target)
+        rules = adapter_for_module(model).rules
+        model.trtq_recipe = recipe = retarget(model, recipe, target, model_rules=rules)
     args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) \
         else tuple(example_inputs)
     model.eval()

@@ -118,7 +118,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
     leaves no folder behind); returns the report."""
     from trtq.data import CocoBoxDataset
     from trtq.data.samples import sample_image_paths
-    from trtq.models import checkpoint_provenance, get_spec
+    from trtq.models import adapter_for, checkpoint_provenance, get_spec
     from trtq.models.classifiers import is_classifier
     from trtq.pipeline_int8 import split_images
     from trtq.recipes import get_recipe
@@ -132,7 +132,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
     images = ImageFolder(cfg.images).paths if cfg.images else sample_image_paths()
     dataset = CocoBoxDataset(cfg.data, cfg.split, limit=cfg.limit) if cfg.data else None
     if cfg.int8:
-        get_recipe(cfg.recipe)
+        get_recipe(cfg.recipe, adapter_for(cfg.model).rules)
         split_images(images)
     out = check_out(cfg)
     inputs = RunInputs(images, dataset, checkpoint_provenance(cfg.model, cfg.checkpoint))

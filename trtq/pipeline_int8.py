@@ -40,11 +40,11 @@ def calibrate_into(cfg, out: Path, provenance: dict, paths: list[Path]) -> Path:
     from trtq.data.calibration import CalibSample
     from trtq.data.images import load_rgb
     from trtq.data.samples import center_box
-    from trtq.models import load_model
+    from trtq.models import adapter_for, load_model
     from trtq.progress import progress
     from trtq.recipes import get_recipe
 
-    recipe = get_recipe(cfg.recipe)
+    recipe = get_recipe(cfg.recipe, adapter_for(cfg.model).rules)
     model = load_model(cfg.model, provenance["checkpoint"])
     samples = [CalibSample(rgb, center_box(rgb.shape[:2])) for rgb in map(load_rgb, paths)]
     log.info("calibrating %s with %s on %d images", cfg.model, recipe.name, len(samples))
@@ -83,18 +83,20 @@ def autoquant_stage(cfg, out: Path, provenance: dict, calibrated: Path, calib_pa
     from trtq.autoquant.groups import quantizer_groups
     from trtq.autoquant.run import decide, report_dict, restrict
     from trtq.calib.state_dir import load_calibrated, save_calibrated
-    from trtq.models import load_model
+    from trtq.models import adapter_for, load_model
 
+    adapter = adapter_for(cfg.model)
     model = load_model(cfg.model, provenance["checkpoint"])
     recipe, _ = load_calibrated(model, cfg.model, calibrated, "onnxruntime")
     groups = quantizer_groups(model)
-    profiles = ort_profiles(out / "onnx", full_export)
+    profiles = ort_profiles(out / "onnx", full_export, adapter.part_names)
     images = ImageSet(tuple(str(p) for p in calib_paths))
     setup = CostSetup(cfg.model, provenance["checkpoint"], str(calibrated), "onnxruntime",
                       images, threads_per_job(2))
     # no add-back: on the run's 4 calibration photos it fitted their noise (0.955 on them,
     # 0.893 on the held-out photos; experiments/results/trtq-run-litemedsam-add-back.json)
-    decided = decide(setup, groups, profiles, cfg.min_agreement, jobs=2, add_back=False)
+    decided = decide(setup, groups, profiles, cfg.min_agreement, jobs=2, add_back=False,
+                     prefixes=adapter.part_prefixes)
     final = restrict(model, recipe, groups, decided["chosen"],
                      f"onnxruntime, agreement >= {cfg.min_agreement} on the calibration images")
     folder = out / "calibrated-autoquant"

@@ -3,6 +3,8 @@ the bimodal model variant, and the fold's round trip through the quant state."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -18,8 +20,11 @@ from trtq.calib.big import (
 from trtq.calib.tasks import run_sample
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
+from trtq.models.sam_adapter import SAM
 from trtq.models.two_way_transformer import capture_keys as capture
 from trtq.recipes import BigOptions
+
+T2I_BIG = BigOptions(layers=SAM.rules.big_layers)  # the presets' BIG: token→image only
 
 T2I = ("mask_decoder.transformer.layers.0.cross_attn_token_to_image",
        "mask_decoder.transformer.layers.1.cross_attn_token_to_image",
@@ -99,7 +104,7 @@ def test_bimodal_variant_has_the_same_outputs_and_a_bimodal_k(sample):
 def test_big_on_the_bimodal_variant_flips_centres_and_shrinks_k_error(sample):
     model = load_model("litemedsam-bimodal")
     before = _decoder_out(model, sample)
-    report = apply_big(model, BigOptions(), lambda m: run_sample(m, sample), bits=4)
+    report = apply_big(model, T2I_BIG, lambda m: run_sample(m, sample), bits=4)
     layers = {r["layer"]: r for r in report["layers"]}
     for name in T2I:
         r = layers[name]
@@ -115,7 +120,8 @@ def test_big_on_the_bimodal_variant_flips_centres_and_shrinks_k_error(sample):
 
 def test_flip_is_skipped_on_a_unimodal_k(sample):
     model = load_model("tiny_litemedsam")
-    report = apply_big(model, BigOptions(center=False), lambda m: run_sample(m, sample))
+    report = apply_big(model, replace(T2I_BIG, center=False),
+                       lambda m: run_sample(m, sample))
     folded = [r for r in report["layers"] if r["folded"]]
     assert len(folded) == 3 and all(r["flipped_channels"] == 0 for r in folded)
     assert report["decoder_max_abs_change"] == 0.0
@@ -127,7 +133,7 @@ def test_quant_state_carries_the_fold_and_log2_scales(tiny_ptq4sam, sample):
     from trtq.calib.state_dir import STATE_FILE, load_calibrated
 
     recipe, states, big = read_quant_state(tiny_ptq4sam / STATE_FILE)
-    assert recipe.name == "w8a8-ptq4sam" and recipe.big == BigOptions()
+    assert recipe.name == "w8a8-ptq4sam" and recipe.big == T2I_BIG
     assert sorted(big) == sorted(T2I)
     assert all(set(f) == {"sign", "center"} for f in big.values())
     assert any(float(f["sign"].min()) < 0 for f in big.values())  # the bimodal K was flipped

@@ -18,8 +18,8 @@ from trtq.calib.calibrate import retarget
 from trtq.calib.modules import QuantConvBN, QuantLinear, QuantMatMul
 from trtq.data.calibration import CalibSample, calibration_samples
 from trtq.errors import DataError
-from trtq.export.onnx_fp32 import sample_inputs
 from trtq.models import load_model
+from trtq.models.sam_adapter import SAM, sample_inputs
 from trtq.recipes import get_recipe
 
 
@@ -39,7 +39,7 @@ def test_installed_modules_keep_keys_and_off_is_bitwise_fp32():
     ref = load_model("tiny_litemedsam")
     model = load_model("tiny_litemedsam")
     keys = set(model.state_dict())
-    table = quantize(model, get_recipe("w8a8"))
+    table = quantize(model, get_recipe("w8a8", SAM.rules))
     assert set(model.state_dict()) == keys  # quantizers hold no parameters or buffers
     kinds = {type(m) for m in model.modules()}
     assert {QuantLinear, QuantConvBN, QuantMatMul} <= kinds
@@ -51,7 +51,7 @@ def test_installed_modules_keep_keys_and_off_is_bitwise_fp32():
 
 def test_calibrate_turns_quantizers_on_and_off_restores_fp32(samples):
     ref = _outputs(load_model("tiny_litemedsam"))
-    recipe = get_recipe("w8a8").with_activation_observer("percentile")
+    recipe = get_recipe("w8a8", SAM.rules).with_activation_observer("percentile")
     model = calibrate(load_model("tiny_litemedsam"), recipe, samples)
     on = [n for n, q in quantizers(model) if q.enabled]
     assert len(on) == sum(1 for _, q in quantizers(model) if q.spec is not None) > 150
@@ -66,7 +66,7 @@ def test_calibrate_turns_quantizers_on_and_off_restores_fp32(samples):
 
 def test_folded_convbn_equals_conv_then_bn():
     model = load_model("tiny_litemedsam")
-    quantize(model, get_recipe("w8a8"))
+    quantize(model, get_recipe("w8a8", SAM.rules))
     block = model.image_encoder.layers[0].blocks[0].conv2
     assert isinstance(block, QuantConvBN)
     x = torch.randn(1, block.c.in_channels, 16, 16)
@@ -79,7 +79,7 @@ def test_folded_convbn_equals_conv_then_bn():
 
 
 def test_state_round_trip_reproduces_outputs(samples, tmp_path):
-    recipe = get_recipe("w8a8").with_activation_observer("minmax")
+    recipe = get_recipe("w8a8", SAM.rules).with_activation_observer("minmax")
     model = calibrate(load_model("tiny_litemedsam"), recipe, samples)
     save_quant_state(model, recipe, tmp_path / "state.pt")
     again = load_model("tiny_litemedsam")
@@ -95,11 +95,12 @@ def test_state_round_trip_reproduces_outputs(samples, tmp_path):
 
 
 def test_retarget_switches_activation_format(samples):
-    model = calibrate(load_model("tiny_litemedsam"), get_recipe("w8a8"), samples)
+    model = calibrate(load_model("tiny_litemedsam"), get_recipe("w8a8", SAM.rules), samples)
     name = "image_encoder.layers.1.blocks.0.attn.proj.input_quantizer"
     q = dict(quantizers(model))[name]
     sym_scale = float(q.scale)
-    recipe = retarget(model, get_recipe("w8a8"), "onnxruntime", float_attention=True)
+    recipe = retarget(model, get_recipe("w8a8", SAM.rules), "onnxruntime", float_attention=True,
+                      model_rules=SAM.rules)
     assert recipe.target == "onnxruntime" and not q.spec.symmetric and q.spec.qmax == 255
     assert float(q.scale) != sym_scale
     w = dict(quantizers(model))[name.replace("input", "weight")]
@@ -113,7 +114,7 @@ def test_retarget_switches_activation_format(samples):
 
 def test_no_data_is_an_error():
     with pytest.raises(CalibrationError, match="no calibration images"):
-        calibrate(load_model("tiny_litemedsam"), get_recipe("w8a8"), [])
+        calibrate(load_model("tiny_litemedsam"), get_recipe("w8a8", SAM.rules), [])
 
 
 def test_calibration_samples_from_coco_and_folder(synthetic_coco, tmp_path):

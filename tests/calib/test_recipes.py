@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from trtq.models.sam_adapter import SAM
 from trtq.recipes import (
+    BigOptions,
     QuantizerSpec,
     QuantRecipe,
     QuantRule,
@@ -16,6 +19,7 @@ from trtq.recipes import (
     recipe_from_dict,
 )
 
+SAM_BIG = BigOptions(layers=SAM.rules.big_layers)
 W8 = "image_encoder.layers.1.blocks.0.attn.qkv.weight_quantizer"
 A8 = "image_encoder.layers.1.blocks.0.attn.qkv.input_quantizer"
 
@@ -30,7 +34,7 @@ def test_last_matching_rule_wins():
 
 
 def test_w8a8_is_deployable_and_keeps_sensitive_parts_float():
-    r = get_recipe("w8a8")
+    r = get_recipe("w8a8", SAM.rules)
     assert r.deployable and r.target == "tensorrt"
     w, a = r.spec_for(W8), r.spec_for(A8)
     assert (w.bits, w.symmetric, w.axis, w.narrow, w.qmin, w.qmax) == (8, True, 0, True, -127, 127)
@@ -66,7 +70,7 @@ def test_spec_validation_says_what_to_fix():
 
 
 def test_round_trip_hash_and_variants():
-    r = get_recipe("w8a8").with_activation_observer("percentile", 99.9)
+    r = get_recipe("w8a8", SAM.rules).with_activation_observer("percentile", 99.9)
     again = recipe_from_dict(r.to_dict())
     assert again == r and again.sha256() == r.sha256()
     assert r.spec_for(A8).observer == "percentile" and r.spec_for(A8).percentile == 99.9
@@ -79,37 +83,35 @@ def test_round_trip_hash_and_variants():
 
 
 def test_ptq4sam_presets():
-    from trtq.recipes import BigOptions
-
-    full = get_recipe("w8a8-ptq4sam")
-    assert full.deployable and full.big == BigOptions()
+    full = get_recipe("w8a8-ptq4sam", SAM.rules)
+    assert full.deployable and full.big == SAM_BIG
     log2 = full.spec_for("image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer")
     assert log2.kind == "log2" and log2.observer == "agq" and log2.taus == (1, 2, 4)
     # the token→image softmax, float in the uniform presets, is log2-quantized here
     t2i = "mask_decoder.transformer.layers.0.cross_attn_token_to_image.av_matmul"
-    assert get_recipe("w8a8").spec_for(f"{t2i}.input_quantizer") is None
+    assert get_recipe("w8a8", SAM.rules).spec_for(f"{t2i}.input_quantizer") is None
     assert full.spec_for(f"{t2i}.input_quantizer").kind == "log2"
     assert full.spec_for(f"{t2i}.other_quantizer").kind == "uniform"
     for name in ("w6a6-ptq4sam", "w4a4-ptq4sam"):
-        recipe = get_recipe(name)
+        recipe = get_recipe(name, SAM.rules)
         assert not recipe.deployable and recipe.bits == {int(name[1])}
-    assert get_recipe("w4a4-flip").big == BigOptions(center=False)
-    assert get_recipe("w4a4-center").big == BigOptions(flip=False)
-    assert get_recipe("w6a6-agq").big is None
-    assert get_recipe("w6a6-big").spec_for(f"{t2i}.input_quantizer") is None
+    assert get_recipe("w4a4-flip", SAM.rules).big == replace(SAM_BIG, center=False)
+    assert get_recipe("w4a4-center", SAM.rules).big == replace(SAM_BIG, flip=False)
+    assert get_recipe("w6a6-agq", SAM.rules).big is None
+    assert get_recipe("w6a6-big", SAM.rules).spec_for(f"{t2i}.input_quantizer") is None
     # observers leave the log2 quantizer alone
     entropy = full.with_activation_observer("entropy")
     assert entropy.spec_for(f"{t2i}.input_quantizer") == full.spec_for(f"{t2i}.input_quantizer")
     # the onnxruntime target lowers it: uniform uint8 where w8a8 is uniform, float where w8a8
     # keeps the attention float (both operands)
-    ort = entropy.for_target("onnxruntime")
+    ort = entropy.for_target("onnxruntime", SAM.rules)
     enc = "image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer"
     assert ort.spec_for(enc) == QuantizerSpec(symmetric=False, observer="percentile")
     assert ort.spec_for(f"{t2i}.input_quantizer") is None
     assert ort.spec_for(f"{t2i}.other_quantizer") is None
     assert not any(r.spec is not None and r.spec.kind == "log2" for r in ort.rules)
     assert any("log2" in note for note in ort.notes)
-    assert get_recipe("w8a8").for_target("onnxruntime").notes == ()
+    assert get_recipe("w8a8", SAM.rules).for_target("onnxruntime").notes == ()
     assert recipe_from_dict(json.loads(json.dumps(full.to_dict()))) == full
 
 
@@ -130,17 +132,17 @@ def test_ptq4vit_recipes():
     fc2 = "image_encoder.layers.1.blocks.0.mlp.fc2.input_quantizer"
     softmax = "image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer"
     lin2 = "mask_decoder.transformer.layers.0.mlp.lin2.input_quantizer"
-    full = get_recipe("w6a6-ptq4vit")
+    full = get_recipe("w6a6-ptq4vit", SAM.rules)
     assert not full.deployable and full.search is not None
     assert full.spec_for(fc2).kind == "twin_gelu" and full.spec_for(softmax).kind == "twin_softmax"
     assert full.spec_for("image_encoder.layers.1.blocks.0.attn.qkv.weight_quantizer").observer \
         == "hessian"
-    twin = get_recipe("w6a6-twin")
+    twin = get_recipe("w6a6-twin", SAM.rules)
     assert twin.spec_for(fc2).observer == "output_mse"
     assert twin.spec_for("image_encoder.layers.1.blocks.0.attn.qkv.input_quantizer").observer \
         == "percentile"
-    deploy = get_recipe("w8a8-ptq4vit-deploy")
-    assert deploy.deployable and get_recipe("w8a8-hessian").deployable
+    deploy = get_recipe("w8a8-ptq4vit-deploy", SAM.rules)
+    assert deploy.deployable and get_recipe("w8a8-hessian", SAM.rules).deployable
     for name in (fc2, lin2):
         spec = deploy.spec_for(name)
         assert spec.shifted and not spec.symmetric and spec.observer == "hessian"

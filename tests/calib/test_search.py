@@ -14,6 +14,7 @@ from trtq.calib.search import candidates, search_layer
 from trtq.calib.tasks import SamTask, mask_loss, run_sample, self_kl_loss
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
+from trtq.models.sam_adapter import SAM
 from trtq.recipes import QuantizerSpec, SearchOptions, get_recipe
 
 LAYERS = ["image_encoder.layers.1.blocks.0.attn.qkv", "image_encoder.layers.1.blocks.0.mlp.fc2",
@@ -29,7 +30,7 @@ def samples(synthetic_coco):
 
 def _record(samples, loss=mask_loss, recipe="w8a8-hessian", rows=128):
     model = load_model("tiny_litemedsam")
-    quantize(model, get_recipe(recipe))
+    quantize(model, get_recipe(recipe, SAM.rules))
     recorder = Recorder(model, LAYERS, rows)
     assert recorder.run(SamTask(samples, loss)) == 2
     return model, recorder.records
@@ -99,7 +100,7 @@ def test_hessian_search_improves_its_metric_and_differs_from_output_mse(samples)
 
 
 def test_ptq4vit_calibration_saves_and_reloads(samples, tmp_path):
-    recipe = get_recipe("w6a6-ptq4vit")
+    recipe = get_recipe("w6a6-ptq4vit", SAM.rules)
     model = calibrate(load_model("tiny_litemedsam"), recipe, samples)
     qs = dict(quantizers(model))
     softmax = qs["image_encoder.layers.1.blocks.0.attn.av_matmul.input_quantizer"]

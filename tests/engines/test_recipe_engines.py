@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from trtq.engines.build import BuildOptions, build_engine
+from trtq.models.sam_adapter import SAM
 from trtq.recipes import deployable_presets, variant_names
 
-DEPLOYABLE = deployable_presets(8)
+DEPLOYABLE = deployable_presets(8, SAM.rules)
 
 
 def test_the_deployable_list_covers_each_family():

@@ -291,7 +291,7 @@ def test_tiny_fp16_parses_strongly_typed_and_builds(trt, tiny_fp16, part):
 def test_litemedsam_fp16_matches_and_halves_the_plan(trt, litemedsam, litemedsam_onnx, part,
                                                      tmp_path):
     from trtq.engines.tensorrt_api import build_serialized
-    from trtq.export.onnx_fp32 import sample_inputs
+    from trtq.models.sam_adapter import sample_inputs
 
     src = litemedsam_onnx / f"{part}.onnx"
     dst = write_fp16(src, tmp_path / f"{part}.onnx")

@@ -14,8 +14,8 @@ import torch
 from trtq.calib.modules import quantizers
 from trtq.calib.state_dir import load_calibrated
 from trtq.export import logquant_ort
-from trtq.export.onnx_fp32 import sam_parts
 from trtq.models import load_model
+from trtq.models.sam_adapter import SAM, sam_parts
 
 
 def test_sidecars_and_lint(tiny_ptq4sam_qdq):
@@ -92,9 +92,9 @@ def test_simulation_only_ptq4sam_recipes_are_not_exported(tiny_ptq4sam):
     from trtq.export.onnx_qdq import check_exportable
     from trtq.recipes import get_recipe
 
-    check_exportable(get_recipe("w8a8-ptq4sam"))
+    check_exportable(get_recipe("w8a8-ptq4sam", SAM.rules))
     with pytest.raises(ArtifactError, match="simulation-only"):
-        check_exportable(get_recipe("w6a6-ptq4sam"))
+        check_exportable(get_recipe("w6a6-ptq4sam", SAM.rules))
 
 
 def test_plugin_graph_without_extensions_says_what_to_do(tiny_ptq4sam_qdq, monkeypatch):

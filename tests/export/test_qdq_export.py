@@ -115,9 +115,9 @@ def test_onnxruntime_target_ships_integer_kernels_for_a_default_session(tiny_qdq
 
 def test_int8_onnx_matches_fake_quant_pytorch(tiny_qdq, tiny_calibrated):
     from trtq.calib.state_dir import load_calibrated
-    from trtq.export.onnx_fp32 import sample_inputs
     from trtq.export.onnxruntime_session import create_session
     from trtq.models import load_model
+    from trtq.models.sam_adapter import sample_inputs
 
     for target in ("tensorrt", "onnxruntime"):
         model = load_model("tiny_litemedsam")

@@ -9,12 +9,12 @@ import pytest
 
 from trtq.calib.state_dir import load_calibrated
 from trtq.errors import ArtifactError
-from trtq.export.onnx_fp32 import sam_parts
 from trtq.export.onnx_graph import Graph, attribute
 from trtq.export.onnx_qdq import export_mode
 from trtq.export.qdq_lint import lint_qdq
 from trtq.export.qdq_parity import MAX_MISMATCH, MAX_STEP_ERROR, forced_parity
 from trtq.models import load_model
+from trtq.models.sam_adapter import sam_parts
 
 
 @pytest.fixture(scope="module")

@@ -116,10 +116,11 @@ def test_classifier_task_gradients_are_real():
     from trtq.calib.calibrate import quantize
     from trtq.calib.capture import Recorder
     from trtq.calib.tasks import ClassifierTask
+    from trtq.models.classifiers import VIT_CLASSIFIER
     from trtq.recipes import get_recipe
 
     model = load_model("vit_test")
-    quantize(model, get_recipe("w8a8-hessian"))
+    quantize(model, get_recipe("w8a8-hessian", VIT_CLASSIFIER.rules))
     layers = ["blocks.0.attn.qkv", "blocks.1.mlp.fc2", "blocks.1.attn.av_matmul", "head"]
     recorder = Recorder(model, layers, 64)
     task = ClassifierTask([torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))])

@@ -185,8 +185,12 @@ def test_refusals_lose_nothing(float_onnx, calib_images, tmp_path, capsys):
     assert _quantize(out, calib_images, tmp_path / "again.onnx") == 2  # already quantized
     assert "already quantized" in capsys.readouterr().err
     assert _quantize(float_onnx, calib_images, tmp_path / "x.onnx", "--recipe",
-                     "w8a8-ptq4sam") == 2
+                     "w8a8-agq") == 2
     assert "log2" in capsys.readouterr().err
+    # BIG needs attentions a model adapter names; an ONNX file's generic rules name none
+    assert _quantize(float_onnx, calib_images, tmp_path / "x.onnx", "--recipe",
+                     "w8a8-ptq4sam") == 2
+    assert "folds BIG" in capsys.readouterr().err
     assert _quantize(float_onnx, tmp_path / "missing", tmp_path / "y.onnx") == 2
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
 

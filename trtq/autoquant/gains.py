@@ -27,8 +27,6 @@ from trtq.errors import TrtqError
 
 log = logging.getLogger("trtq.autoquant")
 
-PARTS = ("encoder", "decoder")
-
 
 def ort_node_profile(path: str | os.PathLike, feeds: dict, runs: int = 5, warmup: int = 2,
                      disabled_optimizers: tuple[str, ...] = ()) -> dict[str, dict]:
@@ -71,29 +69,31 @@ def ort_node_times(path: str | os.PathLike, feeds: dict, runs: int = 5,
 
 
 def ort_profiles(fp32_dir: str | os.PathLike, int8_dir: str | os.PathLike,
-                 runs: int = 5) -> dict[str, dict[str, dict[str, float]]]:
-    """{"baseline" / "int8": {part: {node: ms}}} of the FP32 and the INT8 export in two folders,
-    each part fed the same random inputs (the decoder one box)."""
+                 parts: Iterable[str], runs: int = 5) -> dict[str, dict[str, dict[str, float]]]:
+    """{"baseline" / "int8": {part: {node: ms}}} of the FP32 and the INT8 export in two folders
+    (`<part>.onnx` for each of `parts`, the model adapter's part names), each part fed the
+    same random inputs (dynamic dimensions 1: SAM's decoder one box)."""
     import onnxruntime as ort
 
     from trtq.bench.onnxruntime_bench import make_feeds
 
     times: dict = {"baseline": {}, "int8": {}}
-    for part in PARTS:
+    for part in parts:
         fp32 = Path(fp32_dir) / f"{part}.onnx"
         probe = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-        feeds = make_feeds(probe, {"boxes": (1, 4)} if part == "decoder" else {})
+        feeds = make_feeds(probe, {})
         log.info("profiling the FP32 and INT8 %s in onnxruntime", part)
         times["baseline"][part] = ort_node_times(fp32, feeds, runs=runs)
         times["int8"][part] = ort_node_times(Path(int8_dir) / f"{part}.onnx", feeds, runs=runs)
     return times
 
 
-def by_group(times: dict[str, float], part: str, groups: Iterable[str]) -> dict[str, float]:
+def by_group(times: dict[str, float], prefix: str, groups: Iterable[str]) -> dict[str, float]:
+    """Milliseconds per group of one part's nodes (node names lacking `prefix`)."""
     groups = list(groups)
     out: dict[str, float] = defaultdict(float)
     for name, ms in times.items():
-        out[attribute(name, part, groups)] += ms
+        out[attribute(name, prefix, groups)] += ms
     return dict(out)
 
 
@@ -130,15 +130,19 @@ def read_trtexec_profile(path: str | os.PathLike) -> dict[str, float]:
 
 
 def gains(baseline: dict[str, dict[str, float]], int8: dict[str, dict[str, float]],
-          groups: Iterable[str]) -> dict[str, dict[str, float]]:
+          groups: Iterable[str],
+          prefixes: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
     """Per group: baseline ms, INT8 ms, gain ms, from {part: {node or layer: ms}} of each
-    precision. The OTHER row holds what no group claims (fused nodes without a module path,
-    reformats), so the rows add up to the whole."""
+    precision; `prefixes`: {part: the module prefix its node names lack} (the model adapter's
+    `part_prefixes`). The OTHER row holds what no group claims (fused nodes without a module
+    path, reformats), so the rows add up to the whole."""
     groups = list(groups)
+    prefixes = prefixes or {}
     rows: dict[str, dict[str, float]] = {}
     for part in baseline:
-        base = by_group(baseline[part], part, groups)
-        quant = by_group(int8.get(part, {}), part, groups)
+        prefix = prefixes.get(part, "")
+        base = by_group(baseline[part], prefix, groups)
+        quant = by_group(int8.get(part, {}), prefix, groups)
         for group in set(base) | set(quant):
             row = rows.setdefault(group, {"baseline_ms": 0.0, "int8_ms": 0.0})
             row["baseline_ms"] += base.get(group, 0.0)

@@ -2,15 +2,16 @@
 attributed to one.
 
 A group is a repeated block of the model: the module path up to its last numeric index
-(`image_encoder.layers.1.blocks.0`, `mask_decoder.transformer.layers.1`), or, for a module with
-no index, its first three components (`mask_decoder.transformer.final_attn_token_to_image`).
-Every quantizer belongs to the group of its owner module, so switching a group off leaves its
-Linear layers, convolutions and attention matmuls float together.
+(`backbone.stages.1.blocks.0`, `head.layers.1`), or, for a module with no index, its first
+three components (`head.fusion.attn`); SAM's are listed in `trtq.models.sam_adapter`. Every
+quantizer belongs to the group of its owner module, so switching a group off leaves its Linear
+layers, convolutions and attention matmuls float together.
 
 Times come from two sources, both named after ONNX nodes: onnxruntime's per-node profile
-(`/layers.1/blocks.0/attn/qkv/MatMul`, with the export part's prefix missing) and TensorRT's
-per-layer profile, whose layer names join the ONNX nodes a layer fused (`A + B + C`) or name
-the first and last of a Myelin region (`{ForeignNode[A...B]}`).
+(`/stages.1/blocks.0/attn/qkv/MatMul`, where a part traced from a submodule lacks that
+submodule's prefix: the model adapter's `ExportBoundary.module_prefix`, passed here as
+`prefix`) and TensorRT's per-layer profile, whose layer names join the ONNX nodes a layer fused
+(`A + B + C`) or name the first and last of a Myelin region (`{ForeignNode[A...B]}`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from collections.abc import Iterable
 
 from trtq.calib.modules import quantizers
-from trtq.export.qdq_lint import PART_PREFIX, module_path
+from trtq.export.qdq_lint import module_path
 
 OTHER = "(not attributable to a group)"
 _INDEX = re.compile(r"^\d+$")
@@ -44,22 +45,23 @@ def quantizer_groups(model) -> dict[str, list[str]]:
     return groups
 
 
-def node_module(node_name: str, part: str) -> str:
-    """`/layers.1/blocks.0/attn/qkv/MatMul` (an encoder node) →
-    `image_encoder.layers.1.blocks.0.attn.qkv`; '' for names without a module path."""
+def node_module(node_name: str, prefix: str = "") -> str:
+    """The module of an ONNX node of a part whose node names lack `prefix`:
+    `/layers.1/blocks.0/attn/qkv/MatMul` with prefix "backbone." →
+    `backbone.layers.1.blocks.0.attn.qkv`; '' for names without a module path."""
     module = module_path(node_name.strip())
     if not module:
         return ""
-    prefix = PART_PREFIX.get(part, "")
     return module if module.startswith(prefix.rstrip(".")) else prefix + module
 
 
-def attribute(node_name: str, part: str, groups: Iterable[str]) -> str:
-    """The group a node (or a TensorRT layer naming ONNX nodes) belongs to, or OTHER."""
+def attribute(node_name: str, prefix: str, groups: Iterable[str]) -> str:
+    """The group a node (or a TensorRT layer naming ONNX nodes) of a part whose node names
+    lack `prefix` belongs to, or OTHER."""
     names = _layer_nodes(node_name)
     ordered = sorted(groups, key=len, reverse=True)
     for name in names:
-        module = node_module(name, part)
+        module = node_module(name, prefix)
         for group in ordered:
             if module == group or module.startswith(group + "."):
                 return group

@@ -90,7 +90,7 @@ def _profile_onnxruntime(cfg, work: Path, calibrated: Path, provenance: dict) ->
     from trtq.calib.state_dir import load_calibrated
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32
     from trtq.export.onnx_qdq import export_quantized
-    from trtq.models import load_model
+    from trtq.models import adapter_for, load_model
 
     spec = ExportSpec(cfg.model, provenance["checkpoint_sha256"])
     export_fp32(load_model(cfg.model, provenance["checkpoint"]), spec, work / "fp32")
@@ -98,7 +98,8 @@ def _profile_onnxruntime(cfg, work: Path, calibrated: Path, provenance: dict) ->
     recipe, record = load_calibrated(model, cfg.model, calibrated, cfg.target)
     export_quantized(model, recipe, replace(spec, calibration_id=record["calibration_id"]),
                      work / "int8", cfg.target, logquant="onnx")
-    return ort_profiles(work / "fp32", work / "int8", cfg.profile_runs)
+    return ort_profiles(work / "fp32", work / "int8", adapter_for(cfg.model).part_names,
+                        cfg.profile_runs)
 
 
 def _profile_tensorrt(cfg) -> dict:
@@ -119,11 +120,13 @@ def _calibrate(cfg, recipe, provenance: dict, folder: Path) -> None:
 
 
 def decide(setup: CostSetup, groups: dict[str, list[str]], profiles: dict, floor: float,
-           jobs: int, add_back: bool = True) -> dict:
-    """Gains from `profiles` ({"baseline"/"int8": {part: {node: ms}}}), costs measured with
-    `setup`, the choice and its verification: {"rows", "chosen", "history", "decisions",
+           jobs: int, add_back: bool = True, *,
+           prefixes: dict[str, str] | None = None) -> dict:
+    """Gains from `profiles` ({"baseline"/"int8": {part: {node: ms}}}, node names lacking
+    `prefixes[part]`: the model adapter's `part_prefixes`), costs measured with `setup`, the
+    choice and its verification: {"rows", "chosen", "history", "decisions",
     "all_groups_agreement"}."""
-    rows = gains(profiles["baseline"], profiles["int8"], groups)
+    rows = gains(profiles["baseline"], profiles["int8"], groups, prefixes)
     reference = fp32_reference(setup)
     names = list(groups)
     with AgreementPool(setup, reference, jobs) as pool:
@@ -162,14 +165,15 @@ def restrict(model, recipe, groups: dict[str, list[str]], chosen, label: str):
 
 def autoquant(cfg: AutoquantConfig) -> dict:
     from trtq.calib.state_dir import STATE_NAMES, load_calibrated, save_calibrated
-    from trtq.models import checkpoint_provenance, load_model
+    from trtq.models import adapter_for, checkpoint_provenance, load_model
     from trtq.recipes import load_recipe
     from trtq.staging import check_folder_outputs, staged_folder
 
     names = (*STATE_NAMES, REPORT, RECIPE)
     check_folder_outputs(cfg.out, names, cfg.force)
     start = time.perf_counter()
-    recipe = load_recipe(cfg.recipe).for_target(cfg.target)
+    adapter = adapter_for(cfg.model)
+    recipe = load_recipe(cfg.recipe, adapter.rules).for_target(cfg.target, adapter.rules)
     if not recipe.deployable:
         raise TrtqError(f"recipe {recipe.name!r} is simulation-only; autoquant measures "
                         "deployable recipes (e.g. w8a8, w8a8-ptq4sam)")
@@ -187,7 +191,8 @@ def autoquant(cfg: AutoquantConfig) -> dict:
             profiles = _profile_onnxruntime(cfg, work, work / "full", provenance)
         setup = CostSetup(cfg.model, provenance["checkpoint"], str(work / "full"), cfg.target,
                           held_out, threads_per_job(cfg.jobs))
-        decided = decide(setup, groups, profiles, cfg.min_agreement, cfg.jobs, cfg.add_back)
+        decided = decide(setup, groups, profiles, cfg.min_agreement, cfg.jobs, cfg.add_back,
+                         prefixes=adapter.part_prefixes)
         final = restrict(model, recipe, groups, decided["chosen"],
                          f"{cfg.backend}, agreement >= {cfg.min_agreement}")
         report = report_dict(decided, cfg.backend, cfg.min_agreement, held_out)

@@ -1,6 +1,6 @@
 """PTQ4SAM's Bimodal Integration (BIG) with trtq's centring, folded into the decoder's weights.
 
-    report = apply_big(model, BigOptions(), probe, bits=8)   # before calibration
+    report = apply_big(model, recipe.big, probe, bits=8)   # before calibration
 
 `probe(model)` runs one full-precision forward (the first calibration image with its boxes).
 For every decoder attention it records K = k_proj's output; on the attentions named by

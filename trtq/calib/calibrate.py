@@ -1,7 +1,8 @@
 """`quantize`, `calibrate` and the quant state: the calibration entry points.
 
     model = load_model("litemedsam")
-    calibrate(model, get_recipe("w8a8"), samples)       # samples: CalibSample iterable
+    recipe = get_recipe("w8a8", adapter_for("litemedsam").rules)   # the model's presets
+    calibrate(model, recipe, samples)                   # samples: CalibSample iterable
     save_quant_state(model, recipe, "out/quant_state.pt")
 
 `calibrate` installs the quantized modules, applies the recipe's rules to every quantizer, runs
@@ -19,11 +20,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from trtq.calib.modules import install_quant_modules, quantizers, weight_owners
+from trtq.calib.modules import (
+    install_quant_modules,
+    module_type_names,
+    quantizers,
+    weight_owners,
+)
 from trtq.calib.tasks import as_task, run_sample
 from trtq.data.calibration import CalibSample
 from trtq.errors import CalibrationError
-from trtq.recipes import QuantRecipe, recipe_from_dict
+from trtq.recipes import GENERIC_RULES, ModelRules, QuantRecipe, recipe_from_dict
 
 __all__ = ["CalibSample", "calibrate", "load_quant_state", "quantize", "read_quant_state",
            "save_quant_state", "set_enabled"]
@@ -34,13 +40,17 @@ STATE_VERSION = 1
 
 
 def quantize(model: nn.Module, recipe: QuantRecipe) -> dict[str, str]:
-    """Install quantized modules and configure every quantizer from `recipe` (all left off).
+    """Install quantized modules and configure every quantizer from `recipe` (all left off;
+    rules with a `module_type` matched against the quantizer's owning module).
     Returns {quantizer name: description} for the quantizers the recipe turns on."""
     install_quant_modules(model)
     table = {}
     convs = set(_float_conv_names(model)) if recipe.target == "onnxruntime" else set()
+    modules = dict(model.named_modules())
     for name, q in quantizers(model):
-        spec = None if name.rpartition(".")[0] in convs else recipe.spec_for(name)
+        owner = name.rpartition(".")[0]
+        spec = None if owner in convs else recipe.spec_for(
+            name, module_type_names(modules[owner]))
         q.configure(spec)
         q.name = name
         if spec is not None:
@@ -210,7 +220,8 @@ def _has_log2(model: nn.Module) -> bool:
 
 
 def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
-             float_attention: bool = False) -> QuantRecipe:
+             float_attention: bool = False, *,
+             model_rules: ModelRules = GENERIC_RULES) -> QuantRecipe:
     """Switch a calibrated model between the TensorRT target (symmetric int8 activations) and
     the onnxruntime target (asymmetric uint8 activations) without recalibrating; optionally
     turn the attention-matmul quantizers off. Returns the recipe that now describes it.
@@ -219,16 +230,12 @@ def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
     for a Conv whose output stays float (it runs DequantizeLinear, then the float Conv, which
     is slower than plain FP32), while Linear layers become integer MatMulIntegerToFloat. Its
     log2 quantizers are lowered as `QuantRecipe.for_target` says: uniform uint8 over [0, the
-    log2 quantizer's calibrated top level], or float.
+    log2 quantizer's calibrated top level], or float where `model_rules.onnxruntime_float`
+    (the model adapter's) says.
     """
     import fnmatch
 
-    from trtq.recipes import (
-        LOG2_FLOAT_ON_ONNXRUNTIME,
-        QuantRule,
-        lower_log2_for_onnxruntime,
-        replace_rules,
-    )
+    from trtq.recipes import QuantRule, lower_log2_for_onnxruntime, replace_rules
 
     want_symmetric = target == "tensorrt"
     convs = _float_conv_names(model) if target == "onnxruntime" else []
@@ -238,7 +245,7 @@ def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
             continue
         owner, _, leaf = name.rpartition(".")
         log2_float = lowers_log2 and any(fnmatch.fnmatchcase(name, p)
-                                         for p in LOG2_FLOAT_ON_ONNXRUNTIME)
+                                         for p in model_rules.onnxruntime_float)
         if owner in convs or log2_float or (float_attention and owner.endswith("_matmul")):
             q.configure(None)
         elif q.is_log2 and target == "onnxruntime":
@@ -247,7 +254,7 @@ def retarget(model: nn.Module, recipe: QuantRecipe, target: str,
             q.set_range(torch.zeros((), device=top.device), top.clone())
         elif q.spec.axis is None and q.spec.symmetric != want_symmetric:
             q.flip_symmetry()
-    new = recipe.for_target(target)
+    new = recipe.for_target(target, model_rules)
     extra = tuple(QuantRule(f"{name}.*", None) for name in convs)
     if float_attention:
         extra += (QuantRule("*_matmul.*", None),)

@@ -170,6 +170,16 @@ register_quant_module(ConvBN, QuantConvBN)
 register_quant_module(MatMul, QuantMatMul)
 
 
+def module_type_names(module: nn.Module) -> frozenset[str]:
+    """The class names a recipe rule's `module_type` matches for `module`: its class and base
+    classes, and for a quantized twin those of the float class it replaced (`QuantLinear` is a
+    `Linear`, `QuantConvBN` a `ConvBN`)."""
+    classes = list(type(module).__mro__)
+    classes += [c for original, twin in _REGISTRY.items() if isinstance(module, twin)
+                for c in original.__mro__]
+    return frozenset(c.__name__ for c in classes if c is not object)
+
+
 def _device_of(module: nn.Module, default: torch.device | None) -> torch.device | None:
     tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
     return default if tensor is None else tensor.device

@@ -109,9 +109,12 @@ def save_calibrated(model, model_name: str, recipe, folder: str | os.PathLike, e
 
 
 def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
-                    target: str | None = None, float_attention: bool = False):
-    """Apply a calibration folder to `model` (built as `model_name`), optionally retargeted.
-    Returns (recipe, sidecar record); the record always has its `calibration_id`."""
+                    target: str | None = None, float_attention: bool = False, *,
+                    model_rules=None):
+    """Apply a calibration folder to `model` (built as `model_name`), optionally retargeted
+    with `model_rules` (default: the rules of the adapter `model_name` names,
+    `trtq.models.adapters.adapter_for`). Returns (recipe, sidecar record); the record always
+    has its `calibration_id`."""
     from trtq.calib.calibrate import load_quant_state, retarget
 
     path = state_path(calibrated_dir)
@@ -127,5 +130,9 @@ def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
                             f"{model_name!r}; pass --model {record.get('model')}")
     recipe = load_quant_state(model, path)
     if target is not None and (target != recipe.target or float_attention):
-        recipe = retarget(model, recipe, target, float_attention)
+        if model_rules is None:
+            from trtq.models.adapters import adapter_for
+
+            model_rules = adapter_for(model_name).rules
+        recipe = retarget(model, recipe, target, float_attention, model_rules=model_rules)
     return recipe, {**record, "calibration_id": calibration_id(record)}

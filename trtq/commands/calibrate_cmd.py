@@ -9,13 +9,15 @@ log = logging.getLogger("trtq.calib")
 
 
 def resolve_recipe(args):
+    from trtq.models import adapter_for
     from trtq.recipes import load_recipe
 
-    recipe = load_recipe(args.recipe)
+    rules = adapter_for(args.model).rules  # the model's specifics for the presets
+    recipe = load_recipe(args.recipe, rules)
     if getattr(args, "observer", None):
         recipe = recipe.with_activation_observer(args.observer, args.percentile)
     if getattr(args, "target", None):
-        recipe = recipe.for_target(args.target)
+        recipe = recipe.for_target(args.target, rules)
     return recipe
 
 

@@ -38,14 +38,14 @@ def _check_inputs(args, names) -> None:
 def run(args) -> int:
     from trtq.commands._network import is_single_graph
     from trtq.export.onnx_fp32 import ExportSpec, export_fp32, output_names
-    from trtq.models import checkpoint_provenance, load_model
+    from trtq.models import adapter_for, checkpoint_provenance, load_model
 
     if is_single_graph(args.model):
         return export_network(args)
     if args.images or args.calib_data:
         raise TrtqError("--images and --calib-data give a classifier or a user's model its "
                         "example inputs; a SAM-family export makes its own")
-    _check_inputs(args, output_names())
+    _check_inputs(args, output_names(adapter_for(args.model).part_names))
     record = checkpoint_provenance(args.model, args.checkpoint)
     model = load_model(args.model, record["checkpoint"])
     spec = ExportSpec(args.model, record["checkpoint_sha256"], args.opset)

@@ -14,12 +14,13 @@ log = logging.getLogger("trtq.export")
 
 def _recipe_coverage(record: dict, coverage) -> float | None:
     """Coverage over the MACs of the layers the export quantized (listed in the sidecar)."""
-    from trtq.export.qdq_lint import PART_PREFIX, module_path
+    from trtq.export.qdq_lint import module_path
+    from trtq.models import adapter_for
 
     layers = record.get("quantized_layers")
     if layers is None:
         return None
-    prefix = PART_PREFIX.get(record.get("part"), "")
+    prefix = adapter_for(record.get("model")).part_prefix(record.get("part"))
     wanted_float = sum(macs for name, macs in coverage.float_layers
                        if f"{prefix}{module_path(name)}" in set(layers))
     wanted = coverage.int8_macs + wanted_float

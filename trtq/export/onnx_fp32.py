@@ -1,11 +1,11 @@
-"""FP32 ONNX export of a SAM-family model as an encoder/decoder pair.
+"""FP32 ONNX export of a model as its export parts, one graph each.
 
-`DIR/encoder.onnx`: image (1, 3, S, S) → image_embeddings
-`DIR/decoder.onnx`: image_embeddings + boxes (num_boxes, 4) → low_res_masks, iou_predictions
-
-Each file is checked with onnx.checker, run in onnxruntime against PyTorch on the same inputs
-(the export fails if they disagree), written atomically, and described by a sidecar JSON
-holding the model name, the preprocessing, the parity figures and the input hashes.
+The parts come from the model's adapter (`trtq.models.adapters`; SAM's: `DIR/encoder.onnx`,
+image (1, 3, S, S) → image_embeddings, and `DIR/decoder.onnx`, image_embeddings + boxes
+(num_boxes, 4) → low_res_masks, iou_predictions). Each file is checked with onnx.checker, run
+in onnxruntime against PyTorch on the same inputs (the export fails if they disagree), written
+atomically, and described by a sidecar JSON holding the model name, the preprocessing, the
+parity figures and the input hashes.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from trtq.artifacts import atomic_output, write_sidecar
 from trtq.errors import ArtifactError
+from trtq.models.adapters import OnnxPart, adapter_for
 
 log = logging.getLogger("trtq.export")
 
@@ -39,33 +39,11 @@ class ExportSpec:
     calibration_id: str | None = None  # the quant state's (INT8 exports; see calib.state_dir)
 
 
-def sample_inputs(model, num_boxes: int = 3, seed: int = 0):
-    """A deterministic synthetic image (preprocessed) and boxes inside it, as torch tensors."""
-    import torch
-
-    from trtq.data.samples import synthetic_rgb
-
-    rng = np.random.default_rng(seed)
-    size = model.input_size
-    h, w = size, (size * 3) // 4
-    rgb = synthetic_rgb(h, w, rng)
-    image = torch.from_numpy(model.preprocess.image(rgb))
-    corners = np.sort(rng.uniform(0, 1, (num_boxes, 2, 2)) * [w - 1, h - 1], axis=1)
-    boxes = model.preprocess.boxes(corners.reshape(num_boxes, 4), (h, w))
-    return image, torch.from_numpy(boxes)
-
-
-@dataclass(frozen=True)
-class OnnxPart:
-    """One exported graph: the module, example inputs for tracing, names, and parity inputs."""
-
-    name: str  # "encoder" / "decoder": the file is <name>.onnx
-    module: Any
-    example_args: tuple
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    parity_feeds: tuple[dict, ...]
-    dynamic_axes: dict | None = None
+def model_parts(model, spec: ExportSpec, parts=None) -> tuple[OnnxPart, ...]:
+    """`parts` (OnnxParts), or the export parts of the adapter `spec.model_name` names."""
+    if parts is not None:
+        return tuple(parts)
+    return adapter_for(spec.model_name).export_parts(model.eval())
 
 
 def exact_inputs(module, count: int):
@@ -158,29 +136,7 @@ def export_part(part: OnnxPart, path: Path, opset: int, force: bool = False) -> 
             "external_data": data}
 
 
-def sam_parts(model) -> tuple[OnnxPart, OnnxPart]:
-    """The encoder and box-decoder parts of a SAM-family model, with their parity inputs."""
-    import torch
-
-    image, boxes = sample_inputs(model)
-    other_image, _ = sample_inputs(model, seed=1)
-    with torch.inference_mode():
-        emb = model.image_encoder(image)
-    encoder = OnnxPart("encoder", model.image_encoder, (image,), ("image",),
-                       ("image_embeddings",),
-                       ({"image": image.numpy()}, {"image": other_image.numpy()}))
-    dyn = {name: {0: "num_boxes"} for name in ("boxes", "low_res_masks", "iou_predictions")}
-    decoder = OnnxPart("decoder", model.box_decoder(), (emb, boxes),
-                       ("image_embeddings", "boxes"), ("low_res_masks", "iou_predictions"),
-                       tuple({"image_embeddings": emb.numpy(), "boxes": boxes.numpy()[:n]}
-                             for n in (1, 3)), dyn)
-    return encoder, decoder
-
-
-PART_NAMES = ("encoder", "decoder")
-
-
-def output_names(parts=PART_NAMES) -> tuple[str, ...]:
+def output_names(parts) -> tuple[str, ...]:
     """The files an export writes: each part's ONNX and its sidecar (and its external weights,
     for a part too large for one file)."""
     names = []
@@ -208,13 +164,15 @@ def part_record(part: OnnxPart) -> dict:
             "dynamic_axes": part.dynamic_axes}
 
 
-def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool = False) -> dict:
-    """Export `model` to `out_dir/encoder.onnx` and `out_dir/decoder.onnx` (+ sidecars), as
-    one transaction (`trtq.staging`): both parts appear together or not at all."""
+def export_fp32(model, spec: ExportSpec, out_dir: str | os.PathLike, force: bool = False,
+                parts=None) -> dict:
+    """Export `model` as its parts (`parts`, default: its adapter's; SAM: `out_dir/encoder.onnx`
+    and `out_dir/decoder.onnx`) + sidecars, as one transaction (`trtq.staging`): all parts
+    appear together or not at all."""
     from trtq.staging import staged_folder
 
     out = Path(out_dir)
-    parts = sam_parts(model.eval())
+    parts = model_parts(model.eval(), spec, parts)
     check_part_outputs(parts, out, force)
     common = {"model": spec.model_name, "precision": "fp32", "calibration_id": None,
               "opset": spec.opset, "preprocess": asdict(model.preprocess)}

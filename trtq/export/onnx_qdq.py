@@ -1,4 +1,4 @@
-"""INT8 Q/DQ ONNX export of a calibrated model (encoder.onnx, decoder.onnx + sidecars).
+"""INT8 Q/DQ ONNX export of a calibrated model, one graph per export part (+ sidecars).
 
 The calibrated quantizers export as QuantizeLinear/DequantizeLinear pairs; `qdq_rewrite` makes
 the weights deployable for the chosen target; for the TensorRT target the result must pass the
@@ -29,9 +29,9 @@ from trtq.export.onnx_fp32 import (
     _parity,
     _torch_export,
     check_part_outputs,
+    model_parts,
     output_names,
     part_record,
-    sam_parts,
 )
 from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
 from trtq.export.qdq_parity import forced_parity
@@ -156,8 +156,9 @@ def quantized_layers(model) -> list[str]:
 
 def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike,
                      target: str = "tensorrt", inputs: dict | None = None,
-                     force: bool = False, logquant: str = "onnx") -> dict:
-    """Export a calibrated `model` as Q/DQ ONNX into `out_dir`; returns a summary.
+                     force: bool = False, logquant: str = "onnx", parts=None) -> dict:
+    """Export a calibrated `model` as Q/DQ ONNX into `out_dir`, one graph per part (`parts`,
+    default: its adapter's, `trtq.export.onnx_fp32.model_parts`); returns a summary.
     `logquant` picks how log2 quantizers are written: standard ONNX ops or the `trtq::LogQuant`
     plugin node (`trtq.calib.logquant_onnx`)."""
     check_form(logquant)
@@ -165,7 +166,7 @@ def export_quantized(model, recipe, spec: ExportSpec, out_dir: str | os.PathLike
     if spec.opset < 13:
         raise ArtifactError("Q/DQ export needs opset >= 13 (per-channel axis)")
     out = Path(out_dir)
-    parts = sam_parts(model.eval())
+    parts = model_parts(model.eval(), spec, parts)
     check_part_outputs(parts, out, force)
     layers = quantized_layers(model)
     log2 = logquant_params(model)

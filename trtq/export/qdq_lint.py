@@ -215,11 +215,9 @@ def int8_mac_coverage(model: onnx.ModelProto, macs_by_node: dict[str, int] | Non
     return Coverage(total, int8, floats)
 
 
-# Export part → the prefix its ONNX node names lack relative to the SamModel's module names.
-PART_PREFIX = {"encoder": "image_encoder.", "decoder": ""}
-
-
 def module_path(node_name: str) -> str:
-    """`/image_encoder/layers.1/attn/qkv/MatMul` → `image_encoder.layers.1.attn.qkv`."""
+    """The module path of an exported node: `/image_encoder/layers.1/attn/qkv/MatMul` →
+    `image_encoder.layers.1.attn.qkv` (a part traced from a submodule lacks that submodule's
+    prefix: `trtq.models.adapters.ExportBoundary.module_prefix`)."""
     parts = [p for p in node_name.split("/") if p]
     return ".".join(parts[:-1])

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trtq.recipes import BigOptions
+from trtq.models.sam_adapter import SAM_RULES
 
-LAYERS = BigOptions().layers  # the attentions BIG folds
+LAYERS = SAM_RULES.big_layers  # the attentions the SAM presets' BIG folds
 
 
 def _synthetic_probe(model: nn.Module):

@@ -1,4 +1,5 @@
-"""Model registry: a name → how to build the module and where its weights come from.
+"""Model registry: a name → how to build the module, where its weights come from, and the
+model adapter (`trtq.models.adapters`) that carries its specifics for the core.
 
 Registering is cheap (no torch import); building and loading happen in `load_model`.
 """
@@ -31,6 +32,7 @@ class ModelSpec:
     needs_checkpoint: bool = True  # False: random weights (seeded) are fine, for tests
     seed: int = 0
     post_load: Callable[[SamModel], object] | None = None  # applied after the weights load
+    adapter: str = "generic"  # a registered model adapter's name (trtq.models.adapters)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -38,13 +40,13 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register_model(
     name: str, summary: str, weights: WheelAsset | None = None, needs_checkpoint: bool = True,
-    post_load: Callable[[SamModel], object] | None = None,
+    post_load: Callable[[SamModel], object] | None = None, adapter: str = "generic",
 ) -> Callable[[Callable[[], SamModel]], Callable[[], SamModel]]:
     def wrap(build: Callable[[], SamModel]) -> Callable[[], SamModel]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(name, summary, build, weights, needs_checkpoint,
-                                    post_load=post_load)
+                                    post_load=post_load, adapter=adapter)
         return build
 
     return wrap

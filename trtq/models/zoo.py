@@ -5,6 +5,8 @@ from __future__ import annotations
 from trtq.models.checkpoints import LITEMEDSAM_WEIGHTS
 from trtq.models.registry import register_model
 
+_ADAPTER = "sam"  # every model here is served by trtq.models.sam_adapter
+
 
 def _sam(encoder, embed_hw: int, input_size: int, dim: int = 256, mlp_dim: int = 2048,
          heads: int = 8, preprocess=None):
@@ -38,7 +40,7 @@ def _sam_vit(**overrides):
 
 
 @register_model("litemedsam", "LiteMedSAM: MobileSAM architecture, medical fine-tune, 256×256",
-                weights=LITEMEDSAM_WEIGHTS)
+                weights=LITEMEDSAM_WEIGHTS, adapter=_ADAPTER)
 def litemedsam():
     enc = _tiny_vit(img_size=256, stem="conv1x1", num_classes=0)
     return _sam(enc, 64, 256, preprocess=_litemedsam_preprocess(256))
@@ -52,34 +54,38 @@ def _make_bimodal(model):
 
 @register_model("litemedsam-bimodal", "LiteMedSAM with ±c offsets folded into the token→image "
                 "k_proj biases: same outputs, bimodal K (exercises PTQ4SAM's BIG)",
-                weights=LITEMEDSAM_WEIGHTS, post_load=_make_bimodal)
+                weights=LITEMEDSAM_WEIGHTS, post_load=_make_bimodal, adapter=_ADAPTER)
 def litemedsam_bimodal():
     return litemedsam()
 
 
 @register_model("tiny_litemedsam-bimodal", "test config: tiny_litemedsam with a bimodal K",
-                needs_checkpoint=False, post_load=_make_bimodal)
+                needs_checkpoint=False, post_load=_make_bimodal, adapter=_ADAPTER)
 def tiny_litemedsam_bimodal():
     return tiny_litemedsam()
 
 
-@register_model("mobile_sam", "MobileSAM (TinyViT-5M encoder), 1024×1024, user checkpoint")
+@register_model("mobile_sam", "MobileSAM (TinyViT-5M encoder), 1024×1024, user checkpoint",
+                adapter=_ADAPTER)
 def mobile_sam():
     return _sam(_tiny_vit(img_size=1024), 64, 1024)
 
 
-@register_model("sam_vit_b", "Segment Anything ViT-B, 1024×1024, user checkpoint")
+@register_model("sam_vit_b", "Segment Anything ViT-B, 1024×1024, user checkpoint",
+                adapter=_ADAPTER)
 def sam_vit_b():
     return _sam(_sam_vit(), 64, 1024)
 
 
-@register_model("sam_vit_l", "Segment Anything ViT-L, 1024×1024, user checkpoint")
+@register_model("sam_vit_l", "Segment Anything ViT-L, 1024×1024, user checkpoint",
+                adapter=_ADAPTER)
 def sam_vit_l():
     enc = _sam_vit(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23))
     return _sam(enc, 64, 1024)
 
 
-@register_model("sam_vit_h", "Segment Anything ViT-H, 1024×1024, user checkpoint")
+@register_model("sam_vit_h", "Segment Anything ViT-H, 1024×1024, user checkpoint",
+                adapter=_ADAPTER)
 def sam_vit_h():
     enc = _sam_vit(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31))
     return _sam(enc, 64, 1024)
@@ -90,7 +96,7 @@ _TINY_DECODER = dict(dim=32, mlp_dim=64, heads=2)
 
 
 @register_model("tiny_litemedsam", "test config: LiteMedSAM layout, 64×64, random weights",
-                needs_checkpoint=False)
+                needs_checkpoint=False, adapter=_ADAPTER)
 def tiny_litemedsam():
     enc = _tiny_vit(img_size=64, stem="conv1x1", num_classes=0, embed_dims=(8, 16, 24, 32),
                     depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 2), window_sizes=(7, 7, 14, 7),
@@ -99,7 +105,7 @@ def tiny_litemedsam():
 
 
 @register_model("tiny_mobile_sam", "test config: MobileSAM layout, 128×128, random weights",
-                needs_checkpoint=False)
+                needs_checkpoint=False, adapter=_ADAPTER)
 def tiny_mobile_sam():
     enc = _tiny_vit(img_size=128, embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1),
                     num_heads=(1, 2, 2, 2), window_sizes=(4, 5, 8, 3), num_classes=10,
@@ -108,7 +114,7 @@ def tiny_mobile_sam():
 
 
 @register_model("tiny_sam_vit", "test config: SAM ViT layout, 128×128, random weights",
-                needs_checkpoint=False)
+                needs_checkpoint=False, adapter=_ADAPTER)
 def tiny_sam_vit():
     enc = _sam_vit(img_size=128, embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,),
                    window_size=3, out_chans=32)
