@@ -17,9 +17,9 @@ from _provenance import provenance, save_results
 def big_verdicts(model_name: str, data: str, split: str, bits: int) -> dict:
     """BIG's report (per-layer verdicts, K RMSE, decoder change) for one bit width."""
     from trtq.calib.big import apply_big
-    from trtq.calib.tasks import run_sample
     from trtq.data.calibration import calibration_samples
     from trtq.models import adapter_for, load_model
+    from trtq.models.sam_calibration import run_sample
     from trtq.recipes import BigOptions
 
     sample = calibration_samples(data, split, 1)[0]

@@ -5,9 +5,10 @@ choose other scales than the same search scored by plain output MSE?
         --out experiments/results/hessian-check.json
 
 Records every quantized layer of LiteMedSAM (recipe w{bits}a{bits}-hessian) on `--images`
-calibration images with the mask loss (`trtq.calib.tasks`), and also with the reference code's
-self-KL loss, whose gradient is zero in exact arithmetic. Then searches each layer twice, with
-the Hessian metric and with output MSE, and counts the quantizers whose chosen scale differs.
+calibration images with the mask loss (`trtq.models.sam_calibration`), and also with the
+reference code's self-KL loss, whose gradient is zero in exact arithmetic. Then searches each
+layer twice, with the Hessian metric and with output MSE, and counts the quantizers whose
+chosen scale differs.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ def main(argv=None) -> int:
     from trtq.calib.capture import Recorder
     from trtq.calib.modules import quantizers
     from trtq.calib.search import search_layer
-    from trtq.calib.tasks import SamTask, self_kl_loss
     from trtq.data.calibration import calibration_samples
     from trtq.models import adapter_for, load_model
+    from trtq.models.sam_calibration import SamTask, self_kl_loss
     from trtq.recipes import SearchOptions, get_recipe
 
     samples = calibration_samples(args.data, args.split, args.images)

@@ -25,7 +25,7 @@ def record_tensors(model, samples, patterns: dict[str, tuple[str, ...]], limit: 
     patterns (quantizer owners), evenly subsampled to at most `limit` values each."""
     import torch
 
-    from trtq.calib.tasks import run_sample
+    from trtq.models.sam_calibration import run_sample
 
     found: dict[str, list] = {family: [] for family in patterns}
     hooks = []

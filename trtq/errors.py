@@ -32,6 +32,23 @@ class CalibrationError(TrtqError):
     """Calibration could not produce a usable quantizer (or a quant state does not fit)."""
 
 
+class NonFiniteError(CalibrationError):
+    """NaN or Inf in a tensor being calibrated. The quantizer fills in `layer` and the
+    calibration loop `image`, so the message names both."""
+
+    def __init__(self, bad: int, total: int, what: str) -> None:
+        super().__init__(what)
+        self.bad, self.total, self.what = bad, total, what
+        self.layer: str | None = None
+        self.image: str | None = None
+
+    def __str__(self) -> str:
+        where = f" on calibration image {self.image}" if self.image else ""
+        return (f"{self.layer or 'a quantizer'}: {self.bad} of {self.total} {self.what} values "
+                f"are NaN or Inf{where}; no range can be calibrated from them (check the "
+                "checkpoint's weights and that image)")
+
+
 _OS_HINTS = {
     errno.ENOSPC: "free some disk space or choose another --out",
     errno.EDQUOT: "free some of your disk quota or choose another --out",

@@ -17,10 +17,10 @@ from trtq.calib.big import (
     fold,
     inspect_keys,
 )
-from trtq.calib.tasks import run_sample
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
 from trtq.models.sam_adapter import SAM
+from trtq.models.sam_calibration import run_sample
 from trtq.models.two_way_transformer import capture_keys as capture
 from trtq.recipes import BigOptions
 

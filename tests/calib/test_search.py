@@ -11,10 +11,10 @@ from trtq.calib.calibrate import quantize
 from trtq.calib.capture import Recorder
 from trtq.calib.modules import quantizers
 from trtq.calib.search import candidates, search_layer
-from trtq.calib.tasks import SamTask, mask_loss, run_sample, self_kl_loss
 from trtq.data.calibration import calibration_samples
 from trtq.models import load_model
 from trtq.models.sam_adapter import SAM
+from trtq.models.sam_calibration import SamTask, mask_loss, run_sample, self_kl_loss
 from trtq.recipes import QuantizerSpec, SearchOptions, get_recipe
 
 LAYERS = ["image_encoder.layers.1.blocks.0.attn.qkv", "image_encoder.layers.1.blocks.0.mlp.fc2",

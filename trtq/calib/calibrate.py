@@ -26,7 +26,7 @@ from trtq.calib.modules import (
     quantizers,
     weight_owners,
 )
-from trtq.calib.tasks import as_task, run_sample
+from trtq.calib.tasks import as_task
 from trtq.data.calibration import CalibSample
 from trtq.errors import CalibrationError
 from trtq.recipes import GENERIC_RULES, ModelRules, QuantRecipe, recipe_from_dict
@@ -65,13 +65,14 @@ def set_enabled(model: nn.Module, enabled: bool) -> None:
 
 
 def _big_probe(task) -> Callable:
-    """BIG's probe: the first calibration sample that has boxes (or the whole forward loop)."""
+    """BIG's probe: the task's one-sample run (or the whole forward loop)."""
     if callable(task):
         return task
-    sample = task.probe()
-    if sample is None:
-        raise CalibrationError("BIG needs a calibration image with boxes (it probes the decoder)")
-    return lambda model: run_sample(model, sample)
+    probe = task.probe()
+    if probe is None:
+        raise CalibrationError("BIG needs a calibration sample it can probe the decoder's "
+                               "attentions with (SAM: an image with boxes)")
+    return probe
 
 
 def search_ranges(model: nn.Module, recipe: QuantRecipe, task, progress=None) -> dict:
@@ -121,7 +122,7 @@ def calibrate(model: nn.Module, recipe: QuantRecipe, data, *, progress: Callable
     (streaming observers only). Calibration runs where the model and its inputs are (put both
     on the device first); the scales are buffers on the model's device."""
     model.eval()
-    task = data if callable(data) else as_task(data)
+    task = data if callable(data) else as_task(data, model)
     if recipe.big is not None:
         from trtq.calib.big import apply_big
 

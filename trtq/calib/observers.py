@@ -22,25 +22,8 @@ import math
 import numpy as np
 import torch
 
-from trtq.errors import CalibrationError
+from trtq.errors import CalibrationError, NonFiniteError  # noqa: F401  (re-exported)
 from trtq.recipes import QuantizerSpec
-
-
-class NonFiniteError(CalibrationError):
-    """NaN or Inf in a tensor being calibrated. The quantizer fills in `layer` and the
-    calibration loop `image`, so the message names both."""
-
-    def __init__(self, bad: int, total: int, what: str) -> None:
-        super().__init__(what)
-        self.bad, self.total, self.what = bad, total, what
-        self.layer: str | None = None
-        self.image: str | None = None
-
-    def __str__(self) -> str:
-        where = f" on calibration image {self.image}" if self.image else ""
-        return (f"{self.layer or 'a quantizer'}: {self.bad} of {self.total} {self.what} values "
-                f"are NaN or Inf{where}; no range can be calibrated from them (check the "
-                "checkpoint's weights and that image)")
 
 
 def check_finite(x: torch.Tensor, what: str) -> None:

@@ -1,15 +1,13 @@
 """Calibration tasks: how a model is run on calibration data, and the loss whose gradient weights
 PTQ4ViT's Hessian-guided search (ALGORITHMS.md §6).
 
-The loss must have a real gradient with the model in full precision. The reference code's
-KL(p_FP ‖ p_model) between the model and itself has a zero gradient in exact arithmetic, so its
-"Hessian" is rounding noise. trtq uses, per sample:
-
-* SAM (`SamTask`): BCE + Dice of the predicted mask logits against the model's own thresholded
-  mask (logits > 0). d(BCE)/dz = σ(z) − 1[z > 0] is non-zero everywhere and largest at the
-  mask boundary, where quantization error flips pixels.
-* classifiers (`ClassifierTask`): cross-entropy against the labels when given, else against the
-  model's own top-1 (pseudo-label).
+A task has `forward_loop(progress)` (a function running the data through a model), `losses(model,
+progress)` (one differentiable loss per sample, with a real gradient with the model in full
+precision: the reference code's KL between the model and itself has none) and `probe()` (a
+function running one sample, for BIG's statistics, or None). This module holds the generic one,
+`ClassifierTask` (cross-entropy against the labels when given, else the model's own top-1); a
+model family brings its own through its adapter (`trtq.models.adapters`; SAM's box-prompted
+task with its mask loss is `trtq.models.sam_calibration.SamTask`).
 """
 
 from __future__ import annotations
@@ -20,74 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trtq.calib.observers import NonFiniteError
-
-
-def run_sample(model: nn.Module, sample):
-    """SAM's encoder on a `CalibSample`'s image, then its box decoder on the sample's boxes;
-    returns the decoder's outputs (None without boxes)."""
-    return model.predict_boxes(sample.rgb, sample.boxes)
-
-
-def _named(sample, index: int) -> str:
-    return getattr(sample, "name", "") or f"#{index + 1} of the calibration set"
-
-
-def sam_forward_loop(samples: Iterable, progress: Callable | None = None):
-    """A forward loop running `run_sample` on every sample; returns how many ran. A NaN/Inf
-    met by an observer is reported with the sample's image name."""
-
-    def loop(model: nn.Module) -> int:
-        count = 0
-        for sample in progress(samples) if progress else samples:
-            try:
-                run_sample(model, sample)
-            except NonFiniteError as exc:
-                exc.image = exc.image or _named(sample, count)
-                raise
-            count += 1
-        return count
-
-    return loop
-
-
-def mask_loss(logits: torch.Tensor) -> torch.Tensor:
-    """BCE + soft Dice of mask logits (N, 1, H, W) against (logits > 0), the FP model's mask."""
-    target = (logits.detach() > 0).to(logits.dtype)
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    prob = torch.sigmoid(logits).flatten(1)
-    target = target.flatten(1)
-    dice = 1 - (2 * (prob * target).sum(1) + 1) / (prob.sum(1) + target.sum(1) + 1)
-    return bce + dice.mean()
-
-
-def self_kl_loss(logits: torch.Tensor) -> torch.Tensor:
-    """The reference code's loss, for comparison only: the per-pixel Bernoulli KL(p_FP ‖ p) of
-    the mask logits against themselves detached. Its gradient is zero in exact arithmetic."""
-    p = torch.sigmoid(logits.detach())
-    return (p * (torch.log(p) - F.logsigmoid(logits))
-            + (1 - p) * (torch.log1p(-p) - F.logsigmoid(-logits))).mean()
-
-
-class SamTask:
-    """Box-prompted SAM calibration on `CalibSample`s (image + annotation boxes)."""
-
-    def __init__(self, samples: Iterable, loss: Callable = mask_loss) -> None:
-        self.samples = list(samples)
-        self.loss = loss
-
-    def forward_loop(self, progress: Callable | None = None) -> Callable[[nn.Module], int]:
-        return sam_forward_loop(self.samples, progress)
-
-    def probe(self):
-        """The first sample with boxes (BIG's probe), or None."""
-        return next((s for s in self.samples if s.boxes is not None and len(s.boxes)), None)
-
-    def losses(self, model: nn.Module, progress: Callable | None = None) -> Iterator:
-        for sample in progress(self.samples) if progress else self.samples:
-            out = run_sample(model, sample)
-            if out is not None:  # no boxes: the decoder, hence the loss, is not run
-                yield self.loss(out[0])
+from trtq.errors import CalibrationError, NonFiniteError
 
 
 class ClassifierTask:
@@ -128,8 +59,16 @@ class ClassifierTask:
             yield F.cross_entropy(logits, target)
 
 
-def as_task(data):
-    """A task from `calibrate`'s `data`: a task object, or CalibSamples (SAM)."""
+def as_task(data, model: nn.Module | None = None):
+    """A task from `calibrate`'s `data`: a task object as it is, else the task the model's
+    adapter builds from the data (SAM: `CalibSample`s)."""
     if hasattr(data, "losses") and hasattr(data, "forward_loop"):
         return data
-    return SamTask(data)
+    from trtq.models.adapters import adapter_for_module
+
+    adapter = adapter_for_module(model) if model is not None else None
+    if adapter is None or adapter.calibration_task is None:
+        raise CalibrationError("this calibration data needs a task: give calibrate() a forward "
+                               "loop (a function of the model) or a task object "
+                               "(trtq.calib.tasks.ClassifierTask)")
+    return adapter.calibration_task(data)

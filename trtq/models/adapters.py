@@ -63,6 +63,9 @@ class ModelAdapter:
     boundaries: tuple[ExportBoundary, ...] = ()
     build_parts: Callable[[Any], tuple[OnnxPart, ...]] | None = None
     module_types: tuple[str, ...] = ()
+    # builds the calibration task (`trtq.calib.tasks`) from data that is not a task or a
+    # forward loop (SAM: CalibSamples → a box-prompted run with the mask loss)
+    calibration_task: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         names = self.part_names

@@ -22,6 +22,7 @@ low_res_masks, iou_predictions), traced from the box decoder, which holds `promp
 from __future__ import annotations
 
 from trtq.models.adapters import ExportBoundary, ModelAdapter, OnnxPart, register_adapter
+from trtq.models.sam_calibration import SamTask
 from trtq.recipes import ModelRules
 
 # Quantizers kept in float by every preset: the image itself entering the patch embedding,
@@ -104,4 +105,5 @@ def sam_parts(model) -> tuple[OnnxPart, OnnxPart]:
 SAM = register_adapter(ModelAdapter(
     "sam", SAM_RULES,
     boundaries=(ExportBoundary("encoder", "image_encoder."), ExportBoundary("decoder")),
-    build_parts=sam_parts, module_types=("trtq.models.sam.SamModel",)))
+    build_parts=sam_parts, module_types=("trtq.models.sam.SamModel",),
+    calibration_task=SamTask))
