@@ -216,3 +216,28 @@ def test_unnamed_and_repeated_node_names_get_unique_names():
     model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [x], [y]))
     name_nodes(model)
     assert [n.name for n in model.graph.node] == ["n", "Relu_1", "Relu_2"]
+
+
+def test_recipe_rules_select_sites_by_op_type(float_onnx, calib_images, tmp_path):
+    """A recipe file whose last rule keeps every ConvTranspose float (`module_type`), the rest
+    w8a8: exactly the transposed convolution stays float."""
+    from dataclasses import replace
+
+    from trtq.recipes import QuantRule, get_recipe, save_recipe
+
+    recipe = get_recipe("w8a8")
+    recipe = replace(recipe, name="w8a8-float-upsampling",
+                     rules=(*recipe.rules, QuantRule("*", None, module_type="ConvTranspose2d")))
+    path = tmp_path / "recipe.json"
+    save_recipe(recipe, str(path))
+    out = tmp_path / "q.onnx"
+    assert _quantize(float_onnx, calib_images, out, "--recipe", str(path)) == 0
+    record = json.loads((tmp_path / "q.onnx.json").read_text())
+    floats = [name for name, _ in record["largest_float_layers"]]
+    assert len(floats) == 1 and floats[0].endswith("ConvTranspose")
+    assert record["float_sites"] == ["up.input_quantizer", "up.weight_quantizer"]
+    sites = find_sites(onnx.load(str(float_onnx)))
+    types = {s.quantizer: s.module_types for s in sites}
+    assert types["up.weight_quantizer"] == ("ConvTranspose", "ConvTranspose2d")
+    assert types["qkv.input_quantizer"] == ("MatMul", "Linear")
+    assert all(t == ("MatMul",) for q, t in types.items() if "matmul" in q)

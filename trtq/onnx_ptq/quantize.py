@@ -124,7 +124,7 @@ def quantize_onnx(cfg: OnnxQuantConfig, images=None, show_progress: bool = False
     model, external = load_float_model(cfg.onnx_path)
     name_nodes(model)
     sites = find_sites(model)
-    specs = {s.quantizer: recipe.spec_for(s.quantizer) for s in sites}
+    specs = {s.quantizer: recipe.spec_for(s.quantizer, s.module_types) for s in sites}
     feeds, data_record = calibration_feeds(cfg.calib_data, model, cfg.num_images,
                                            images or ImageOptions())
     ranges = observe(model, cfg.onnx_path, _wanted(sites, specs), feeds, external,

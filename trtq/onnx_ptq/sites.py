@@ -39,6 +39,16 @@ class Site:
     quantizer: str  # the quantizer name recipes match
     weight: bool  # a constant (quantized once, per channel) or an activation (calibrated)
     axis: int | None = None  # output-channel axis of a weight
+    has_weight: bool = True  # the node multiplies by a constant (not two activations)
+
+    @property
+    def module_types(self) -> tuple[str, ...]:
+        """What a recipe rule's `module_type` matches here: the ONNX op type, and the PyTorch
+        layer it comes from (a MatMul/Gemm with a constant weight is a `Linear`, Conv a
+        `Conv2d`, ConvTranspose a `ConvTranspose2d`)."""
+        torch_names = {"Conv": "Conv2d", "ConvTranspose": "ConvTranspose2d"}
+        layer = torch_names.get(self.op_type) or ("Linear" if self.has_weight else None)
+        return (self.op_type, layer) if layer else (self.op_type,)
 
 
 def _clean(part: str) -> str:
@@ -89,7 +99,7 @@ def find_sites(model: onnx.ModelProto, base_dir: str | None = None) -> list[Site
             owner = _unique(f"{module}.{op}", taken)
             names = ("input_quantizer", "other_quantizer")
             sites += [Site(node.name, node.op_type, slot, node.input[slot], f"{owner}.{leaf}",
-                           False) for slot, leaf in enumerate(names)]
+                           False, has_weight=False) for slot, leaf in enumerate(names)]
             continue
         if not g.is_constant(node.input[1]):
             continue  # a Conv/Gemm whose weight is computed: left float
