@@ -108,15 +108,9 @@ def save_calibrated(model, model_name: str, recipe, folder: str | os.PathLike, e
     return read_sidecar(Path(folder) / STATE_FILE)
 
 
-def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
-                    target: str | None = None, float_attention: bool = False, *,
-                    model_rules=None):
-    """Apply a calibration folder to `model` (built as `model_name`), optionally retargeted
-    with `model_rules` (default: the rules of the adapter `model_name` names,
-    `trtq.models.adapters.adapter_for`). Returns (recipe, sidecar record); the record always
-    has its `calibration_id`."""
-    from trtq.calib.calibrate import load_quant_state, retarget
-
+def calibration_record(calibrated_dir: str | os.PathLike, model_name: str) -> dict:
+    """The checked sidecar of the calibration folder `calibrated_dir`, made for the model
+    `model_name`, with its `calibration_id`."""
     path = state_path(calibrated_dir)
     if not sidecar_path(path).is_file():
         raise ArtifactError(f"{sidecar_path(path)} is missing, so {calibrated_dir} is not a "
@@ -128,11 +122,24 @@ def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
     if record.get("model") != model_name:
         raise ArtifactError(f"{calibrated_dir} was calibrated for {record.get('model')!r}, not "
                             f"{model_name!r}; pass --model {record.get('model')}")
-    recipe = load_quant_state(model, path)
+    return {**record, "calibration_id": calibration_id(record)}
+
+
+def load_calibrated(model, model_name: str, calibrated_dir: str | os.PathLike,
+                    target: str | None = None, float_attention: bool = False, *,
+                    model_rules=None):
+    """Apply a calibration folder to `model` (built as `model_name`), optionally retargeted
+    with `model_rules` (default: the rules of the adapter `model_name` names,
+    `trtq.models.adapters.adapter_for`). Returns (recipe, sidecar record); the record always
+    has its `calibration_id`."""
+    from trtq.calib.calibrate import load_quant_state, retarget
+
+    record = calibration_record(calibrated_dir, model_name)
+    recipe = load_quant_state(model, state_path(calibrated_dir))
     if target is not None and (target != recipe.target or float_attention):
         if model_rules is None:
             from trtq.models.adapters import adapter_for
 
             model_rules = adapter_for(model_name).rules
         recipe = retarget(model, recipe, target, float_attention, model_rules=model_rules)
-    return recipe, {**record, "calibration_id": calibration_id(record)}
+    return recipe, record

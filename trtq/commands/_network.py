@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trtq.errors import ArtifactError, DataError, TrtqError
+from trtq.errors import DataError, TrtqError
 
 log = logging.getLogger("trtq.calib")
 
@@ -209,26 +209,10 @@ def forward_loop(net: Network, inputs: Inputs, progress=None) -> Callable:
     return loop
 
 
-def calibration_record(calibrated, name: str) -> dict:
-    """The checked sidecar of a calibration folder made for model `name`."""
-    from trtq.artifacts import calibration_id, read_sidecar, sidecar_path
-    from trtq.calib.state_dir import STATE_KIND, state_path
-
-    path = state_path(calibrated)
-    record = read_sidecar(path) if sidecar_path(path).is_file() else {}
-    if record.get("kind") != STATE_KIND:
-        raise ArtifactError(f"{calibrated} is not a `trtq calibrate` folder (its {path.name} "
-                            "has no quant-state sidecar); calibrate again into a new --out")
-    if record.get("model") != name:
-        raise ArtifactError(f"{calibrated} was calibrated for {record.get('model')!r}, not "
-                            f"{name!r}; pass --model {record.get('model')}")
-    return {**record, "calibration_id": calibration_id(record)}
-
-
 def load_calibration(net: Network, calibrated) -> dict:
     """Quantize `net.module` as the calibration folder says (`trtq.load`); its sidecar."""
     import trtq
-    from trtq.calib.state_dir import state_path
+    from trtq.calib.state_dir import calibration_record, state_path
 
     record = calibration_record(calibrated, net.name)
     source = (record.get("user_model") or {}).get("file_sha256")
