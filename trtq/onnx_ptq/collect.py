@@ -3,11 +3,13 @@
 The graph gets every calibrated tensor as an extra output and runs once per sample; each output
 streams into the `ActivationObserver` of its quantizer spec (min/max, percentile, entropy, MSE:
 the same code PyTorch calibration runs). A graph with external data is run from a temporary file
-beside the original, so its data file is found where the graph says.
+beside the original, so its data file is found where the graph says. `macs_at_run_time` reads
+the shapes of one run the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -33,22 +35,26 @@ def _with_outputs(model: onnx.ModelProto, tensors: Iterable[str]) -> onnx.ModelP
     return augmented
 
 
-def _session(model: onnx.ModelProto, source: Path, has_external: bool):
+@contextlib.contextmanager
+def _session(model: onnx.ModelProto, names: Iterable[str], source: Path, has_external: bool):
+    """A CPU session of `model` with the tensors `names` as extra outputs. A graph with external
+    data runs from a temporary file beside `source` (its data file is found where the graph
+    says), removed afterwards."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    augmented = _with_outputs(model, names)
     if not has_external:
-        return ort.InferenceSession(model.SerializeToString(), options,
-                                    providers=["CPUExecutionProvider"]), None
+        yield ort.InferenceSession(augmented.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+        return
     temp = source.with_name(f".{source.stem}.calib-{os.getpid()}.onnx")
-    onnx.save(model, str(temp))
+    onnx.save(augmented, str(temp))
     try:
-        return ort.InferenceSession(str(temp), options,
-                                    providers=["CPUExecutionProvider"]), temp
-    except Exception:
+        yield ort.InferenceSession(str(temp), options, providers=["CPUExecutionProvider"])
+    finally:
         temp.unlink(missing_ok=True)
-        raise
 
 
 def observe(model: onnx.ModelProto, source: str | os.PathLike,
@@ -64,16 +70,11 @@ def observe(model: onnx.ModelProto, source: str | os.PathLike,
 
     observers = {(t, s): ActivationObserver(s) for t, specs in wanted.items() for s in specs}
     names = list(wanted)
-    session, temp = _session(_with_outputs(model, names), Path(source), has_external)
-    try:
+    with _session(model, names, Path(source), has_external) as session:
         for feed in progress(feeds, show_progress, len(feeds), "calibrating"):
             values = dict(zip(names, session.run(names, feed), strict=True))
             for (tensor, _), observer in observers.items():
                 observer.update(torch.from_numpy(np.asarray(values[tensor], dtype=np.float32)))
-    finally:
-        del session
-        if temp is not None:
-            temp.unlink(missing_ok=True)
     return {key: observer.compute() for key, observer in observers.items()}
 
 
@@ -89,14 +90,9 @@ def macs_at_run_time(model: onnx.ModelProto, source: str | os.PathLike,
     mac_nodes = [n for n in model.graph.node if n.op_type in MAC_OPS]
     names = sorted({t for n in mac_nodes for t in (*n.input[:2], n.output[0])
                     if t and t not in g.initializers and t not in feed})
-    session, temp = _session(_with_outputs(model, names), Path(source), has_external)
-    try:
+    with _session(model, names, Path(source), has_external) as session:
         shapes = {name: tuple(v.shape) for name, v in zip(names, session.run(names, feed),
                                                            strict=True)}
-    finally:
-        del session
-        if temp is not None:
-            temp.unlink(missing_ok=True)
     shapes |= {k: tuple(v.shape) for k, v in feed.items()}
     shapes |= {k: tuple(init.dims) for k, init in g.initializers.items()}
     return {n.name: node_macs(n, shapes) for n in mac_nodes}

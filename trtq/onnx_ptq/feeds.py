@@ -83,6 +83,14 @@ def _image_input(inputs: list[GraphInput], options: ImageOptions) -> tuple[str, 
     return single.name, h, w
 
 
+def letterbox_placement(h: int, w: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+    """Where "letterbox" puts an h×w picture in an out_h×out_w input: (height, width, top,
+    left) of the resized picture, centred."""
+    scale = min(out_h / h, out_w / w)
+    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+    return nh, nw, (out_h - nh) // 2, (out_w - nw) // 2
+
+
 def _resize(rgb: np.ndarray, h: int, w: int, mode: str) -> np.ndarray:
     """float32 (h, w, 3) in [0, 1]."""
     from PIL import Image
@@ -92,14 +100,12 @@ def _resize(rgb: np.ndarray, h: int, w: int, mode: str) -> np.ndarray:
         return np.asarray(out, dtype=np.float32) / 255.0
     from trtq.models.preprocess import area_resize_uint8
 
-    scale = min(h / rgb.shape[0], w / rgb.shape[1])
-    nh, nw = max(1, int(rgb.shape[0] * scale)), max(1, int(rgb.shape[1] * scale))
+    nh, nw, top, left = letterbox_placement(rgb.shape[0], rgb.shape[1], h, w)
     if nh <= rgb.shape[0] and nw <= rgb.shape[1]:
         small = area_resize_uint8(rgb, nh, nw)
     else:
         small = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR))
     canvas = np.zeros((h, w, 3), dtype=np.float32)
-    top, left = (h - nh) // 2, (w - nw) // 2
     canvas[top:top + nh, left:left + nw] = small.astype(np.float32) / 255.0
     return canvas
 

@@ -19,7 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from trtq.export.onnx_graph import Graph
-from trtq.export.qdq_rewrite import drop_unused_initializers
+from trtq.export.qdq_rewrite import broadcast_scale, drop_unused_initializers
 from trtq.onnx_ptq.sites import Site
 from trtq.recipes import QuantizerSpec
 
@@ -55,12 +55,8 @@ def weight_qparams(weight: np.ndarray, spec: QuantizerSpec, axis: int | None) ->
     return qparams(lo, hi, spec, axis)
 
 
-def weight_codes(weight: np.ndarray, params: QParams, spec: QuantizerSpec) -> np.ndarray:
-    scale = params.scale
-    if params.axis is not None:
-        shape = [1] * weight.ndim
-        shape[params.axis] = scale.size
-        scale = scale.reshape(shape)
+def weight_codes(weight: np.ndarray, scale: np.ndarray, spec: QuantizerSpec) -> np.ndarray:
+    """The integer codes of `weight` (float32) for a `scale` broadcast to it."""
     return np.clip(np.round(weight.astype(np.float32) / scale), spec.qmin, spec.qmax)
 
 
@@ -135,15 +131,13 @@ def insert_qdq(model: onnx.ModelProto, sites: list[Site], specs: dict[str, Quant
         if site.weight:
             weight = g.constant(site.tensor)
             params = weight_qparams(weight, spec, site.axis)
-            codes = weight_codes(weight, params, spec)
+            scale = broadcast_scale(params.scale, weight.ndim, params.axis or 0)
+            codes = weight_codes(weight, scale, spec)
             if target == "onnxruntime":
                 stored = writer.constant(f"{site.quantizer}.int8", codes.astype(np.int8))
                 node.input[site.slot] = writer.qdq(site.quantizer, stored, params, node.name,
                                                    with_q=False)
             else:
-                scale = params.scale if params.axis is None else \
-                    params.scale.reshape([-1 if d == params.axis else 1
-                                          for d in range(weight.ndim)])
                 stored = writer.constant(f"{site.quantizer}.weight",
                                          (codes * scale).astype(np.float32))
                 node.input[site.slot] = writer.qdq(site.quantizer, stored, params, node.name)

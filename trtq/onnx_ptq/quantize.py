@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from trtq.errors import ArtifactError, TrtqError
@@ -90,21 +89,13 @@ def _wanted(sites, specs) -> dict:
 
 
 def _parity(float_path: Path, quant_path: Path, feeds: list[dict]) -> float:
-    """Largest |quantized − float| relative to each output's largest magnitude."""
-    import onnxruntime as ort
+    """Largest |quantized − float| relative to each output's largest magnitude, in default
+    sessions."""
+    from trtq.export.onnxruntime_optimize import max_rel_diff, plain_session
 
-    def session(path: Path):  # a default session, as a user runs the file
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    reference, quantized = session(float_path), session(quant_path)
-    worst = 0.0
-    for feed in feeds:
-        for a, b in zip(reference.run(None, feed), quantized.run(None, feed), strict=True):
-            scale = max(float(np.abs(a).max()), 1e-12)
-            worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()) / scale)
-    return worst
+    reference, quantized = plain_session(float_path), plain_session(quant_path)
+    return max((max_rel_diff(reference.run(None, f), quantized.run(None, f)) for f in feeds),
+               default=0.0)
 
 
 def quantize_onnx(cfg: OnnxQuantConfig, images=None, show_progress: bool = False) -> dict:
